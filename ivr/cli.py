@@ -1,0 +1,129 @@
+"""The ``ivr`` command line: ``ivr serve``, ``ivr profile show``, ``ivr dtmf ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ivr.config import ConfigError, load_config
+
+DEFAULT_CONFIG = Path("config/ivr.toml")
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH, got {text!r}") from None
+    if not sep or not 1024 <= lo < hi <= 65535:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH within 1024-65535, got {text!r}")
+    return lo, hi
+
+
+def _algorithms(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    if not names or len(set(names)) != len(names) or not set(names) <= {"SHA-256", "MD5"}:
+        raise argparse.ArgumentTypeError(f"expected SHA-256 and/or MD5, comma-separated: {text!r}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr", description=__doc__)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the SIP feature server")
+    serve.add_argument("--sip-host", help="SIP bind address (IPv4 or IPv6)")
+    serve.add_argument("--sip-port", type=_port, help="SIP port (UDP and TCP); 0 picks one")
+    serve.add_argument("--http-host", help="HTTP bind address")
+    serve.add_argument("--http-port", type=_port, help="HTTP port; 0 picks one")
+    serve.add_argument("--rtp-ports", type=_port_range, help="RTP port range LOW-HIGH")
+    serve.add_argument("--db", help="SQLite database path")
+    serve.add_argument(
+        "--auth-algorithms",
+        type=_algorithms,
+        help="digest challenge order, e.g. MD5,SHA-256 for UAs that read only the first",
+    )
+    serve.add_argument(
+        "--auth-uri-check",
+        choices=["strict", "server"],
+        help="digest uri: the Request-URI only (strict), or also the server's own address",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    serve.set_defaults(func=_serve)
+
+    profile = sub.add_parser("profile", help="users' profiles")
+    profile_sub = profile.add_subparsers(dest="profile_command", required=True)
+    show = profile_sub.add_parser("show", help="the active profile of a user")
+    show.add_argument("extension")
+    show.add_argument("--db", help="SQLite database path (default: from the config)")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(func=_profile_show)
+
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ivr.serve import run
+
+    config = load_config(args.config)
+    return run(config, args)
+
+
+def _profile_show(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    from ivr.profile_service import effective_json
+    from ivr.routing.profiles import effective, expire
+    from ivr.store.sqlite import SqliteStore
+
+    config = load_config(args.config)
+    user = config.user(args.extension)
+    if user is None:
+        raise CliError(f"no user with extension {args.extension!r} in {config.path}")
+    db = Path(args.db) if args.db else config.store.path
+    if not db.exists():
+        raise CliError(f"no database at {db} (start the service once, or pass --db)")
+    now = datetime.now(config.company.tz)
+    with SqliteStore(db) as store:
+        state = store.states.get(user.extension)
+    found = effective(expire(state, now), user.schedules, now, config.rules)
+    view = effective_json(found, user.language)
+    if args.json:
+        print(json.dumps({"extension": user.extension, **view}, ensure_ascii=False))
+    else:
+        described = found.describe(now, config.rules.calendar, user.language)
+        print(f"{user.extension} {user.name}: {described}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, CliError) as exc:
+        print(f"ivr: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

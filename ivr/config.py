@@ -1,0 +1,857 @@
+"""``config/ivr.toml`` → frozen, validated dataclasses.
+
+Any invalid value, missing required key or unknown key raises :class:`ConfigError`,
+whose message is one line: ``config/ivr.toml: sip.port: must be an integer 1-65535,
+got 'abc'``. Users, devices and profiles are the routing model's own classes
+(``ivr.routing.model``); the feature-code table is compiled once here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from ivr.routing.features import ACTIONS, FeatureCodes, FeatureCodeSpec
+from ivr.routing.model import (
+    CALLER_ID_SOURCES,
+    DEVICE_KINDS,
+    DIALLED_KINDS,
+    HOLIDAY_RULES,
+    LANGUAGES,
+    PRESENCES,
+    RETURN_KINDS,
+    TERMINALS,
+    CallerIds,
+    DateRange,
+    Device,
+    ExceptionRule,
+    Plan,
+    Profile,
+    QueueLogin,
+    Schedule,
+    Text,
+    Then,
+    User,
+    WeeklySlot,
+)
+from ivr.routing.numbers import NumberError, NumberPlan
+from ivr.routing.profiles import Rules
+from ivr.routing.schedule import Calendar
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
+_MISSING: Any = object()
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_IDENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
+TRANSPORTS = ("udp", "tcp")
+AUTH_ALGORITHMS: tuple[str, ...] = ("SHA-256", "MD5")  # challenge order: preferred first
+
+
+class ConfigError(ValueError):
+    """An invalid configuration: which file, which key (dotted path), and why."""
+
+    def __init__(self, file: Path | str, key: str, reason: str) -> None:
+        self.file = str(file)
+        self.key = key
+        self.reason = " ".join(reason.split())
+        super().__init__(f"{self.file}: {key}: {self.reason}")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _ip(text: str) -> None:
+    ipaddress.ip_address(text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Company:
+    """Who we are and where: name, time zone, region, main number, language, clock."""
+
+    name: str
+    timezone: str = "Europe/Stockholm"
+    region: str = "SE"
+    main_number: str
+    language: Literal["sv", "en"] = "sv"
+    clock: Literal["24h", "12h"] = "24h"
+    holidays: tuple[str, ...] = ("public", "de_facto")
+    operator: str | None = None
+    extension_min_digits: int = 2
+    extension_max_digits: int = 6
+    calendar: Calendar = field(init=False, repr=False, compare=False)
+    numbers: NumberPlan = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("24h", "12h"):
+            raise ValueError("clock must be '24h' or '12h'")
+        if self.language not in LANGUAGES:
+            raise ValueError(f"unknown language {self.language!r}")
+        calendar = Calendar(timezone=self.timezone, region=self.region, categories=self.holidays)
+        numbers = NumberPlan(
+            region=self.region,
+            extension_min=self.extension_min_digits,
+            extension_max=self.extension_max_digits,
+        )
+        object.__setattr__(self, "calendar", calendar)
+        object.__setattr__(self, "numbers", numbers)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The company time zone."""
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SipConfig:
+    """SIP listener, registrar and digest settings. Port 0 (CLI/tests only) = any free."""
+
+    domain: str = "localhost"
+    host: str = "127.0.0.1"
+    port: int = 5060
+    transports: tuple[str, ...] = TRANSPORTS
+    realm: str = ""
+    nonce_lifetime: int = 300
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_message_size: int = 65535
+    tcp_idle_timeout: float = 300.0
+    auth_secret: str | None = field(default=None, repr=False)
+    auth_algorithms: tuple[str, ...] = AUTH_ALGORITHMS
+    auth_uri_check: str = "strict"
+    trusted_peers: tuple[IpNetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        _ip(self.host)
+        if not self.auth_algorithms or not set(self.auth_algorithms) <= set(AUTH_ALGORITHMS):
+            raise ValueError("auth_algorithms must be a non-empty subset of SHA-256, MD5")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0-65535")
+        if not self.transports or not set(self.transports) <= set(TRANSPORTS):
+            raise ValueError("transports must be a non-empty subset of udp, tcp")
+        if not 1 <= self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError("need 1 <= min_expires <= default_expires <= max_expires")
+        if not self.realm:
+            object.__setattr__(self, "realm", self.domain)
+
+    def is_trusted(self, address: str) -> bool:
+        """True when ``address`` (an IP) belongs to a configured trusted peer."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_peers)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    """The admin HTTP API listener."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    def __post_init__(self) -> None:
+        _ip(self.host)
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0-65535")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtpConfig:
+    """The RTP port range (even ports; RTCP would take the odd one above)."""
+
+    host: str = "127.0.0.1"
+    port_min: int = 20000
+    port_max: int = 29999
+
+    def __post_init__(self) -> None:
+        _ip(self.host)
+        if not 0 < self.port_min < self.port_max <= 65535 or self.port_min % 2:
+            raise ValueError("need an even port_min with 0 < port_min < port_max <= 65535")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """Where state lives: a SQLite file (``:memory:`` for tests)."""
+
+    path: Path = Path("var/ivr.sqlite3")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole validated configuration, with lookups by extension, username, number."""
+
+    path: Path
+    company: Company
+    sip: SipConfig
+    http: HttpConfig
+    rtp: RtpConfig
+    store: StoreConfig
+    prompts_dir: Path
+    recordings_dir: Path
+    users: tuple[User, ...]
+    profiles: tuple[Profile, ...]
+    feature_codes: FeatureCodes
+    rules: Rules = field(init=False, repr=False, compare=False)
+    _by_ext: dict[str, User] = field(init=False, repr=False, compare=False)
+    _by_username: dict[str, tuple[User, Device]] = field(init=False, repr=False, compare=False)
+    _by_number: dict[str, User] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rules = Rules(
+            profiles=self.profiles,
+            calendar=self.company.calendar,
+            numbers=self.company.numbers,
+            operator=self.company.operator,
+        )
+        by_ext = {u.extension: u for u in self.users}
+        by_username = {d.username: (u, d) for u in self.users for d in u.devices if d.username}
+        by_number = {n: u for u in self.users for n in (u.did, u.mobile) if n is not None}
+        if len(by_ext) != len(self.users):
+            raise ValueError("extensions repeat")
+        object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "_by_ext", by_ext)
+        object.__setattr__(self, "_by_username", by_username)
+        object.__setattr__(self, "_by_number", by_number)
+
+    def user(self, extension: str) -> User | None:
+        """The user with this extension."""
+        return self._by_ext.get(extension)
+
+    def device_by_username(self, username: str) -> tuple[User, Device] | None:
+        """The user and SIP device for a digest username / AOR user part."""
+        return self._by_username.get(username)
+
+    def user_by_number(self, number: str) -> User | None:
+        """The user reached at an extension, DID or mobile number (any format)."""
+        canonical = self.company.numbers.canonical(number)
+        if canonical is None:
+            return None
+        return self._by_ext.get(canonical) or self._by_number.get(canonical)
+
+    def profile(self, key: str | int) -> Profile | None:
+        """A profile by id or number."""
+        return self.rules.get(key)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "(file)", f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "(file)", f"not UTF-8: {exc.reason}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "(toml)", str(exc)) from exc
+    return parse_config(data, Path(path))
+
+
+# --- reading TOML tables -----------------------------------------------------------
+
+
+class _Table:
+    """One TOML table being read; getters record the keys used so leftovers are errors."""
+
+    def __init__(self, file: Path, path: str, data: object) -> None:
+        self.file, self.path = file, path
+        if not isinstance(data, dict):
+            raise ConfigError(file, path, f"must be a table, got {_show(data)}")
+        self.data: dict[str, object] = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), reason)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: object = _MISSING) -> object:
+        self.used.add(name)
+        if name in self.data:
+            return self.data[name]
+        if default is _MISSING:
+            raise self.error(name, "is required")
+        return default
+
+    def text(self, name: str, default: object = _MISSING, choices: tuple[str, ...] = ()) -> Any:
+        value = self.raw(name, default)
+        if value is None and default is None:
+            return None
+        if choices and value not in choices:
+            options = ", ".join(repr(c) for c in choices)
+            raise self.error(name, f"must be one of {options}, got {_show(value)}")
+        if not isinstance(value, str):
+            raise self.error(name, f"must be a string, got {_show(value)}")
+        return value
+
+    def integer(self, name: str, default: object, lo: int, hi: int) -> int:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.error(name, f"must be an integer {lo}-{hi}, got {_show(value)}")
+        return value
+
+    def number(self, name: str, default: object, lo: float, hi: float) -> float:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise self.error(name, f"must be a number {lo:g}-{hi:g}, got {_show(value)}")
+        return float(value)
+
+    def flag(self, name: str, default: object = False) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise self.error(name, f"must be true or false, got {_show(value)}")
+        return value
+
+    def texts(
+        self, name: str, default: object = _MISSING, choices: tuple[str, ...] = ()
+    ) -> list[str]:
+        value = self.raw(name, default)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.error(name, f"must be a list of strings, got {_show(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or (choices and item not in choices):
+                want = f"one of {', '.join(repr(c) for c in choices)}" if choices else "a string"
+                raise self.error(f"{name}[{i}]", f"must be {want}, got {_show(item)}")
+        if len(set(value)) != len(value):
+            raise self.error(name, "has repeated entries")
+        return list(value)
+
+    def table(self, name: str, required: bool = False) -> _Table:
+        return _Table(self.file, self.key(name), self.raw(name, _MISSING if required else {}))
+
+    def tables(self, name: str, required: bool = False) -> Iterator[_Table]:
+        value = self.raw(name, _MISSING if required else [])
+        if not isinstance(value, list):
+            raise self.error(name, f"must be an array of tables, got {_show(value)}")
+        for i, item in enumerate(value):
+            yield _Table(self.file, f"{self.key(name)}[{i}]", item)
+
+    def convert(self, name: str, value: T, fn: Callable[[T], Any]) -> Any:
+        """Apply ``fn`` to a value read from ``name``; a ValueError names that key."""
+        try:
+            return fn(value)
+        except ValueError as exc:
+            raise self.error(name, str(exc)) from exc
+
+    def build(self, cls: Callable[..., T], **kwargs: object) -> T:
+        """Construct a self-validating object; its ValueError names this table."""
+        try:
+            return cls(**kwargs)
+        except ValueError as exc:
+            raise ConfigError(self.file, self.path or "(top)", str(exc)) from exc
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, sorted(self.used), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise self.error(name, f"unknown key{hint}")
+
+
+# --- sections -----------------------------------------------------------------------
+
+
+def _clock(text: object) -> time:
+    if isinstance(text, time):
+        return text
+    m = _CLOCK.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"must be a time HH:MM, got {_show(text)}")
+    return time(int(m[1]), int(m[2]))
+
+
+def _day(value: object) -> date:
+    if isinstance(value, date) and not hasattr(value, "hour"):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"must be a date YYYY-MM-DD, got {_show(value)}")
+
+
+def _company(t: _Table) -> Company:
+    name = t.text("name")
+    timezone = t.text("timezone", "Europe/Stockholm")
+    t.convert("timezone", timezone, lambda z: Calendar(timezone=z))
+    region = t.text("region", "SE")
+    t.convert("region", region, lambda r: NumberPlan(region=r))
+    t.convert("region", region, lambda r: Calendar(timezone=timezone, region=r, categories=()))
+    cats = tuple(t.texts("holidays", ["public", "de_facto"]))
+    t.convert("holidays", cats, lambda c: Calendar(timezone=timezone, region=region, categories=c))
+    lo = t.integer("extension_min_digits", 2, 1, 15)
+    hi = t.integer("extension_max_digits", 6, lo, 15)
+    plan = NumberPlan(region=region, extension_min=lo, extension_max=hi)
+    main = t.convert("main_number", t.text("main_number"), plan.normalise)
+    operator = t.text("operator", None)
+    if operator is not None:
+        operator = t.convert("operator", operator, lambda o: _target(o, plan, mobile=False))
+    company = t.build(
+        Company,
+        name=name,
+        timezone=timezone,
+        region=region,
+        main_number=main,
+        language=t.text("language", "sv", LANGUAGES),
+        clock=t.text("clock", "24h", ("24h", "12h")),
+        holidays=cats,
+        operator=operator,
+        extension_min_digits=lo,
+        extension_max_digits=hi,
+    )
+    t.done()
+    return company
+
+
+def _sip(t: _Table) -> SipConfig:
+    domain = t.text("domain", "localhost")
+    if _DOMAIN.fullmatch(domain) is None:
+        raise t.error("domain", f"must be a host name or IP address, got {_show(domain)}")
+    host = t.convert("host", t.text("host", "127.0.0.1"), _host)
+    peers = []
+    for i, peer in enumerate(t.texts("trusted_peers", [])):
+        peers.append(t.convert(f"trusted_peers[{i}]", peer, _network))
+    min_exp = t.integer("min_expires", 60, 1, 86400)
+    max_exp = t.integer("max_expires", 3600, min_exp, 86400)
+    default_exp = t.integer("default_expires", 3600, min_exp, max_exp)
+    transports = tuple(t.texts("transports", list(TRANSPORTS), TRANSPORTS))
+    if not transports:
+        raise t.error("transports", "must name at least one of 'udp', 'tcp'")
+    secret = t.text("auth_secret", None)
+    if secret is not None and len(secret) < 16:
+        raise t.error("auth_secret", "must be at least 16 characters (or left out)")
+    algorithms = tuple(t.texts("auth_algorithms", list(AUTH_ALGORITHMS), AUTH_ALGORITHMS))
+    if not algorithms or len(set(algorithms)) != len(algorithms):
+        raise t.error("auth_algorithms", "must list 'SHA-256' and/or 'MD5', each once")
+    uri_check = t.text("auth_uri_check", "strict", ("strict", "server"))
+    realm = t.text("realm", domain)
+    if not realm:
+        raise t.error("realm", "must not be empty")
+    sip = t.build(
+        SipConfig,
+        domain=domain,
+        host=host,
+        port=t.integer("port", 5060, 1, 65535),
+        transports=transports,
+        realm=realm,
+        nonce_lifetime=t.integer("nonce_lifetime", 300, 1, 86400),
+        min_expires=min_exp,
+        max_expires=max_exp,
+        default_expires=default_exp,
+        max_message_size=t.integer("max_message_size", 65535, 1024, 1 << 20),
+        tcp_idle_timeout=t.number("tcp_idle_timeout", 300.0, 1.0, 86400.0),
+        auth_secret=secret,
+        auth_algorithms=algorithms,
+        auth_uri_check=uri_check,
+        trusted_peers=tuple(peers),
+    )
+    t.done()
+    return sip
+
+
+def _host(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"must be an IP address, got {_show(text)}") from None
+    return text
+
+
+def _network(text: str) -> IpNetwork:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"must be an IP address or network, got {_show(text)}") from None
+
+
+def _http(t: _Table) -> HttpConfig:
+    http = t.build(
+        HttpConfig,
+        host=t.convert("host", t.text("host", "127.0.0.1"), _host),
+        port=t.integer("port", 8080, 1, 65535),
+    )
+    t.done()
+    return http
+
+
+def _rtp(t: _Table) -> RtpConfig:
+    host = t.convert("host", t.text("host", "127.0.0.1"), _host)
+    low = t.integer("port_min", 20000, 1024, 65534)
+    if low % 2:
+        raise t.error("port_min", f"must be even, got {low}")
+    high = t.integer("port_max", 29999, low + 1, 65535)
+    rtp = t.build(RtpConfig, host=host, port_min=low, port_max=high)
+    t.done()
+    return rtp
+
+
+def _path(t: _Table, name: str, default: str, cwd: Path) -> Path:
+    text = t.text(name, default)
+    if not text:
+        raise t.error(name, "must not be empty")
+    if text == ":memory:":
+        return Path(text)
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
+def _target(text: str, plan: NumberPlan, mobile: bool = True) -> str:
+    """A forward target: ``mobile``, an extension, or a number (normalised)."""
+    if mobile and text == "mobile":
+        return text
+    if plan.is_extension(text):
+        return text
+    try:
+        return plan.normalise(text)
+    except NumberError:
+        extra = "'mobile', " if mobile else ""
+        raise ValueError(f"must be {extra}an extension or a phone number, got {text!r}") from None
+
+
+def _then(t: _Table, plan: NumberPlan, targets: list[tuple[str, str]]) -> Then:
+    steps = t.texts("then", ["voicemail"])
+    redirect = bool(steps) and steps[0] == "redirect"
+    rest = steps[1:] if redirect else steps
+    if len(rest) != 1:
+        raise t.error("then", 'must be one action, or "redirect" and one action')
+    action, _, target = rest[0].partition(":")
+    if action not in TERMINALS:
+        options = ", ".join(repr(a) for a in (*TERMINALS, "redirect"))
+        raise t.error("then", f"unknown action {rest[0]!r}; one of {options}")
+    if (action == "forward") != bool(target):
+        raise t.error("then", f"use 'forward:<number or extension>', got {rest[0]!r}")
+    if target:
+        target = t.convert("then", target, lambda x: _target(x, plan))
+        targets.append((t.key("then"), target))
+    return Then(redirect=redirect, action=action, target=target or None)
+
+
+def _exception(t: _Table, plan: NumberPlan, targets: list[tuple[str, str]]) -> ExceptionRule:
+    dialled = t.text("dialled", None, DIALLED_KINDS)
+    callers: list[str] = []
+    for i, c in enumerate(t.texts("caller", [])):
+        callers.append(
+            c if c == "vip" else t.convert(f"caller[{i}]", c, lambda x: _target(x, plan, False))
+        )
+    if (dialled is None) == (not callers):
+        raise t.error("dialled", "an exception needs exactly one of 'dialled' or 'caller'")
+    ring = tuple(t.texts("ring", [], DEVICE_KINDS))
+    forward = t.text("forward", None)
+    if bool(ring) == (forward is not None):
+        raise t.error("ring", "an exception needs exactly one of 'ring' or 'forward'")
+    if forward is not None:
+        forward = t.convert("forward", forward, lambda x: _target(x, plan))
+        targets.append((t.key("forward"), forward))
+    rule = t.build(
+        ExceptionRule, dialled=dialled, callers=tuple(callers), ring=ring, forward=forward
+    )
+    t.done()
+    return rule
+
+
+def _plan(
+    t: _Table, plan: NumberPlan, targets: list[tuple[str, str]], queues: list[tuple[str, str]]
+) -> Plan:
+    exceptions = tuple(_exception(e, plan, targets) for e in t.tables("exceptions"))
+    logins = []
+    for q in t.tables("queues"):
+        name = q.text("queue")
+        if not name:
+            raise q.error("queue", "must not be empty")
+        queues.append((q.key("queue"), name))
+        logins.append(
+            q.build(QueueLogin, queue=name, ring=tuple(q.texts("ring", choices=DEVICE_KINDS)))
+        )
+        q.done()
+    ids = t.table("caller_id")
+    caller_id = ids.build(
+        CallerIds,
+        desk=ids.text("desk", "did", CALLER_ID_SOURCES),
+        softphone=ids.text("softphone", "did", CALLER_ID_SOURCES),
+        mobile=ids.text("mobile", "mobile", CALLER_ID_SOURCES),
+    )
+    ids.done()
+    result = t.build(
+        Plan,
+        ring=tuple(t.texts("ring", [], DEVICE_KINDS)),
+        ring_seconds=t.integer("ring_seconds", 25, 1, 600),
+        then=_then(t, plan, targets),
+        direct=t.flag("direct"),
+        exceptions=exceptions,
+        mex_off=t.flag("mex_off"),
+        soft=t.flag("soft"),
+        offer_mobile=t.flag("offer_mobile"),
+        queues=tuple(logins),
+        caller_id=caller_id,
+    )
+    t.done()
+    return result
+
+
+def _ident(t: _Table, name: str, default: object = _MISSING) -> str:
+    value = t.text(name, default)
+    if _IDENT.fullmatch(value) is None:
+        raise t.error(name, f"must be 1-32 of a-z 0-9 _ - (starting a-z or 0-9), got {value!r}")
+    return value
+
+
+def _text(t: _Table) -> Text:
+    text = t.build(Text, sv=t.text("sv"), en=t.text("en"))
+    t.done()
+    return text
+
+
+def _profile(
+    t: _Table, plan: NumberPlan, targets: list[tuple[str, str]], queues: list[tuple[str, str]]
+) -> Profile:
+    returns = t.text("return", "none", RETURN_KINDS)
+    return_at = None
+    if t.has("return_at"):
+        if returns not in ("date", "next_workday"):
+            raise t.error("return_at", "is only for return = 'date' or 'next_workday'")
+        return_at = t.convert("return_at", t.raw("return_at"), _clock)
+    colour = t.text("colour")
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", colour) is None:
+        raise t.error("colour", f"must be #RRGGBB, got {_show(colour)}")
+    profile = t.build(
+        Profile,
+        id=_ident(t, "id"),
+        number=t.integer("number", _MISSING, 1, 9),
+        name=_text(t.table("name", required=True)),
+        status=_text(t.table("status", required=True)),
+        colour=colour,
+        icon=t.text("icon"),
+        priority=t.integer("priority", _MISSING, 0, 1000),
+        presence=t.text("presence", _MISSING, PRESENCES),
+        returns=returns,
+        return_at=return_at,
+        reason=t.flag("reason", True),
+        plan=_plan(t.table("plan", required=True), plan, targets, queues),
+    )
+    t.done()
+    return profile
+
+
+def _schedule(t: _Table, index: int, profiles: Mapping[str, Profile]) -> Schedule:
+    profile = t.text("profile")
+    if profile not in profiles:
+        raise t.error("profile", f"no profile {profile!r}; one of {', '.join(profiles)}")
+    weekly = any(t.has(k) for k in ("days", "start", "end"))
+    dated = any(t.has(k) for k in ("from", "to"))
+    if weekly == dated:
+        raise t.error("days", "a schedule has either days/start/end or from/to")
+    when: WeeklySlot | DateRange
+    if weekly:
+        days = frozenset(_DAYS.index(d) for d in t.texts("days", choices=_DAYS))
+        start = t.convert("start", t.raw("start"), _clock)
+        end = t.convert("end", t.raw("end"), _clock)
+        when = t.build(WeeklySlot, days=days, start=start, end=end)
+    else:
+        first = t.convert("from", t.raw("from"), _day)
+        last = t.convert("to", t.raw("to"), _day)
+        if last < first:
+            raise t.error("to", f"must not be before from ({first})")
+        when = DateRange(first=first, last=last)
+    schedule = t.build(
+        Schedule,
+        id=_ident(t, "id", f"s{index + 1}"),
+        profile=profile,
+        when=when,
+        holidays=t.text("holidays", "include", HOLIDAY_RULES),
+    )
+    t.done()
+    return schedule
+
+
+def _device(t: _Table, user: _UserDraft, plan: NumberPlan) -> Device:
+    kind = t.text("kind", _MISSING, DEVICE_KINDS)
+    device_id = _ident(t, "id", f"{user.extension}-{kind}")
+    if kind == "mobile":
+        for name in ("username", "password"):
+            if t.has(name):
+                raise t.error(name, "a mobile device has no SIP account")
+        number = t.text("number", None)
+        number = user.mobile if number is None else t.convert("number", number, plan.normalise)
+        if number is None:
+            raise t.error("number", "is required (the user has no mobile number)")
+        device = t.build(Device, id=device_id, kind=kind, number=number)
+    else:
+        if t.has("number"):
+            raise t.error("number", f"a {kind} device has no number")
+        username = t.text("username")
+        if re.fullmatch(r"[A-Za-z0-9._~+-]{1,64}", username) is None:
+            raise t.error("username", "must be 1-64 of A-Z a-z 0-9 . _ ~ + -")
+        password = t.text("password")
+        if len(password) < 8:
+            raise t.error("password", "must be at least 8 characters")
+        device = t.build(Device, id=device_id, kind=kind, username=username, password=password)
+    t.done()
+    return device
+
+
+@dataclass(slots=True)
+class _UserDraft:
+    extension: str
+    mobile: str | None
+
+
+def _user(t: _Table, company: Company, profiles: Mapping[str, Profile]) -> User:
+    plan = company.numbers
+    raw_ext = t.raw("extension")
+    extension = (
+        str(raw_ext) if isinstance(raw_ext, int) and not isinstance(raw_ext, bool) else raw_ext
+    )
+    if not isinstance(extension, str) or not plan.is_extension(extension):
+        span = f"{plan.extension_min}-{plan.extension_max}"
+        raise t.error(
+            "extension", f"must be {span} digits not starting with 0, got {_show(raw_ext)}"
+        )
+    pin = t.raw("pin")
+    if not isinstance(pin, str) or re.fullmatch(r"[0-9]{4,8}", pin) is None:
+        raise t.error("pin", f"must be a quoted string of 4-8 digits, got {_show(pin)}")
+    mobile, did = (t.text(k, None) for k in ("mobile", "did"))
+    mobile = None if mobile is None else t.convert("mobile", mobile, plan.normalise)
+    did = None if did is None else t.convert("did", did, plan.normalise)
+    draft = _UserDraft(extension=extension, mobile=mobile)
+    vip = [
+        t.convert(f"vip[{i}]", v, lambda x: _target(x, plan, False))
+        for i, v in enumerate(t.texts("vip", []))
+    ]
+    user = t.build(
+        User,
+        extension=extension,
+        name=t.text("name"),
+        language=t.text("language", company.language, LANGUAGES),
+        pin=pin,
+        mobile=mobile,
+        did=did,
+        admin=t.flag("admin"),
+        devices=tuple(_device(d, draft, plan) for d in t.tables("devices")),
+        queues=tuple(t.texts("queues", [])),
+        vip=tuple(vip),
+        schedules=tuple(_schedule(s, i, profiles) for i, s in enumerate(t.tables("schedules"))),
+    )
+    t.done()
+    return user
+
+
+def _unique(file: Path, seen: dict[str, str], value: str, key: str, what: str) -> None:
+    if value in seen:
+        raise ConfigError(file, key, f"{what} {value!r} is already used by {seen[value]}")
+    seen[value] = key.rsplit(".", 1)[0]
+
+
+def _check_users(file: Path, users: list[User], main_number: str) -> None:
+    """Extensions, usernames and numbers are unique across the company."""
+    exts: dict[str, str] = {}
+    names: dict[str, str] = {}
+    numbers: dict[str, str] = {main_number: "company.main_number"}
+    for i, user in enumerate(users):
+        _unique(file, exts, user.extension, f"users[{i}].extension", "extension")
+    for i, user in enumerate(users):
+        for kind in ("did", "mobile"):
+            value = getattr(user, kind)
+            if value is not None:
+                _unique(file, numbers, value, f"users[{i}].{kind}", "number")
+        for j, device in enumerate(user.devices):
+            if device.username is None:
+                continue
+            key = f"users[{i}].devices[{j}].username"
+            _unique(file, names, device.username, key, "username")
+            owner = exts.get(device.username)
+            if owner is not None and device.username != user.extension:
+                raise ConfigError(file, key, f"{device.username!r} is the extension of {owner}")
+
+
+def _check_targets(
+    file: Path, refs: list[tuple[str, str]], users: list[User], plan: NumberPlan
+) -> None:
+    exts = {u.extension for u in users}
+    for key, target in refs:
+        if plan.is_extension(target) and target not in exts:
+            raise ConfigError(file, key, f"no user with extension {target}")
+
+
+def parse_config(data: Mapping[str, object], path: Path, cwd: Path | None = None) -> Config:
+    """Validate already-parsed TOML ``data`` read from ``path``; relative paths
+    resolve against ``cwd`` (default: the current working directory)."""
+    top = _Table(path, "", dict(data))
+    base = Path.cwd() if cwd is None else cwd
+    company = _company(top.table("company", required=True))
+    targets: list[tuple[str, str]] = []
+    queue_refs: list[tuple[str, str]] = []
+    profiles: list[Profile] = []
+    seen_ids: dict[str, str] = {}
+    seen_numbers: dict[str, str] = {}
+    for t in top.tables("profiles", required=True):
+        profile = _profile(t, company.numbers, targets, queue_refs)
+        _unique(path, seen_ids, profile.id, t.key("id"), "profile id")
+        _unique(path, seen_numbers, str(profile.number), t.key("number"), "profile number")
+        profiles.append(profile)
+    if "1" not in seen_numbers:
+        raise ConfigError(path, "profiles", "profile number 1 (the standard profile) is required")
+    by_id = {p.id: p for p in profiles}
+    users = [_user(t, company, by_id) for t in top.tables("users")]
+    _check_users(path, users, company.main_number)
+    _check_targets(path, targets, users, company.numbers)
+    if company.operator is not None:
+        _check_targets(path, [("company.operator", company.operator)], users, company.numbers)
+    all_queues = {q for u in users for q in u.queues}
+    for key, name in queue_refs:
+        if name != "*" and name not in all_queues:
+            raise ConfigError(
+                path, key, f"no user has queue {name!r} ('*' = all the user's queues)"
+            )
+    specs = []
+    for t in top.tables("feature_codes", required=True):
+        action = t.text("action", _MISSING, tuple(ACTIONS))
+        code = t.text("code")
+        specs.append(t.convert("code", code, lambda c, a=action: FeatureCodeSpec(code=c, action=a)))
+        t.done()
+    codes = top.convert(
+        "feature_codes", tuple(specs), lambda s: FeatureCodes(specs=s, profiles=tuple(profiles))
+    )
+    config = Config(
+        path=path,
+        company=company,
+        sip=_sip(top.table("sip")),
+        http=_http(top.table("http")),
+        rtp=_rtp(top.table("rtp")),
+        store=_store(top.table("store"), base),
+        prompts_dir=_path(top, "prompts_dir", "prompts", base),
+        recordings_dir=_path(top, "recordings_dir", "recordings", base),
+        users=tuple(users),
+        profiles=tuple(profiles),
+        feature_codes=codes,
+    )
+    top.done()
+    return config
+
+
+def _store(t: _Table, cwd: Path) -> StoreConfig:
+    store = StoreConfig(path=_path(t, "path", "var/ivr.sqlite3", cwd))
+    t.done()
+    return store

@@ -1,0 +1,36 @@
+"""Identifiers for tags, branches, Call-IDs and SSRCs from an injected random source."""
+
+from __future__ import annotations
+
+import random
+
+from ivr.sip.headers import BRANCH_COOKIE
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class Ids:
+    """Makes SIP identifiers; pass ``random.Random(seed)`` in tests, ``SystemRandom()`` live."""
+
+    __slots__ = ("_rng",)
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def token(self, length: int) -> str:
+        return "".join(self._rng.choices(_ALPHABET, k=length))
+
+    def tag(self) -> str:
+        return self.token(12)
+
+    def branch(self) -> str:
+        return BRANCH_COOKIE + self.token(16)
+
+    def call_id(self, host: str) -> str:
+        return f"{self.token(20)}@{host}"
+
+    def uint32(self) -> int:
+        return self._rng.getrandbits(32)
+
+    def bytes(self, n: int) -> bytes:
+        return self._rng.getrandbits(8 * n).to_bytes(n, "big") if n else b""

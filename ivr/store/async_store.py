@@ -1,0 +1,167 @@
+"""Twisted facade over a synchronous store: every call runs on ONE dedicated thread.
+
+The SQLite connection is opened on that thread and only ever used there, so the
+reactor never blocks on disk and sqlite3's same-thread rule holds. Calls run in the
+order they were made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from twisted.internet import threads
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from twisted.python.threadpool import ThreadPool
+
+from ivr.routing.state import AuditEntry, UserState
+from ivr.sip.registrar import Binding
+from ivr.store.errors import StoreError
+from ivr.store.sqlite import SqliteStore
+
+__all__ = ["AsyncStore"]
+
+T = TypeVar("T")
+
+
+class AsyncStore:
+    """Deferred-returning access to a :class:`SqliteStore` created by ``open_store``.
+
+    ``start()`` starts the worker thread and opens (and migrates) the database there;
+    ``stop()`` closes it and joins the thread. Both return Deferreds.
+    """
+
+    def __init__(self, open_store: Callable[[], SqliteStore], reactor: Any) -> None:
+        if not (IReactorThreads.providedBy(reactor) and IReactorCore.providedBy(reactor)):
+            raise TypeError("reactor must provide IReactorThreads and IReactorCore")
+        self._open_store = open_store
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-store")
+        self._store: SqliteStore | None = None
+        self._shutdown_trigger: object | None = None
+
+    @classmethod
+    def for_path(cls, path: str | os.PathLike[str], reactor: Any, **kwargs: Any) -> AsyncStore:
+        """An AsyncStore over ``SqliteStore(path, **kwargs)``."""
+        return cls(lambda: SqliteStore(path, **kwargs), reactor)
+
+    # lifecycle
+
+    def start(self) -> Deferred[None]:
+        if self._pool.started:
+            raise StoreError("AsyncStore already started")
+        self._pool.start()
+        self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+            "during", "shutdown", self._on_shutdown
+        )
+
+        def failed(failure: Any) -> Any:
+            self._stop_pool()
+            return failure
+
+        d = threads.deferToThreadPool(self._reactor, self._pool, self._open)
+        return d.addErrback(failed)
+
+    def stop(self) -> Deferred[None]:
+        if not self._pool.started:
+            return succeed(None)
+
+        def done(result: Any) -> Any:
+            self._stop_pool()
+            return result
+
+        d: Deferred[None] = threads.deferToThreadPool(self._reactor, self._pool, self._close)
+        return d.addBoth(done)
+
+    def _on_shutdown(self) -> None:
+        """Reactor shutdown without ``stop()``: close on the thread, then join it."""
+        self._shutdown_trigger = None  # firing now: already gone from the reactor's list
+        if self._pool.started:
+            self._pool.callInThread(self._close)
+        self._stop_pool()
+
+    # these three run on the store thread, the only one that touches self._store
+
+    def _open(self) -> None:
+        self._store = self._open_store()
+
+    def _close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        store = self._store
+        if store is None:
+            raise StoreError("AsyncStore is not started")
+        return fn(store, *args, **kwargs)
+
+    def _stop_pool(self) -> None:
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        if self._pool.started:
+            self._pool.stop()
+
+    # generic access
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        """Run ``fn(store, *args, **kwargs)`` on the store thread."""
+        if not self._pool.started:
+            return fail(StoreError("AsyncStore is not started"))
+        return threads.deferToThreadPool(self._reactor, self._pool, self._call, fn, *args, **kwargs)
+
+    # profile state and audit
+
+    def get_state(self, user: str) -> Deferred[UserState]:
+        return self.run(lambda s: s.states.get(user))
+
+    def save_state(self, state: UserState, expected_version: int) -> Deferred[UserState]:
+        return self.run(lambda s: s.states.save(state, expected_version))
+
+    def save_state_with_audit(
+        self, state: UserState, expected_version: int, entry: AuditEntry
+    ) -> Deferred[UserState]:
+        return self.run(lambda s: s.save_state_with_audit(state, expected_version, entry))
+
+    def append_audit(self, entry: AuditEntry) -> Deferred[int]:
+        return self.run(lambda s: s.audit.append(entry))
+
+    def query_audit(
+        self,
+        *,
+        user: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> Deferred[list[AuditEntry]]:
+        return self.run(lambda s: s.audit.query(user=user, since=since, until=until, limit=limit))
+
+    # registrations
+
+    def load_registrations(self) -> Deferred[list[Binding]]:
+        return self.run(lambda s: s.registrations.load_all())
+
+    def replace_registrations(self, bindings: Iterable[Binding]) -> Deferred[None]:
+        rows = list(bindings)
+        return self.run(lambda s: s.registrations.replace_all(rows))
+
+    def apply_registrations(
+        self, *, upserts: Iterable[Binding] = (), deletes: Iterable[tuple[str, str]] = ()
+    ) -> Deferred[None]:
+        ups, dels = list(upserts), list(deletes)
+        return self.run(lambda s: s.registrations.apply(upserts=ups, deletes=dels))
+
+    # meta
+
+    def get_meta(self, key: str) -> Deferred[bytes | None]:
+        return self.run(lambda s: s.meta.get(key))
+
+    def set_meta(self, key: str, value: bytes) -> Deferred[None]:
+        return self.run(lambda s: s.meta.set(key, value))
+
+    def auth_secret(self) -> Deferred[bytes]:
+        return self.run(lambda s: s.meta.auth_secret())

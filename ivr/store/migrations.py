@@ -1,0 +1,130 @@
+"""Versioned schema: forward-only migrations applied in one transaction.
+
+``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1``; each is a tuple of
+single SQL statements (run one by one with ``execute``, never ``executescript``,
+which would commit half-way). Append new steps; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from ivr.store.errors import SchemaVersionError, StoreError
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "current_version", "migrate"]
+
+Migration = tuple[str, ...]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    # 1: key-values, profile state (forced entry + manual stack), audit log.
+    (
+        """CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE user_state (
+            user TEXT PRIMARY KEY,
+            version INTEGER NOT NULL CHECK (version >= 0)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE activation (
+            user TEXT NOT NULL REFERENCES user_state (user) ON DELETE CASCADE,
+            slot TEXT NOT NULL CHECK (slot IN ('forced', 'manual')),
+            position INTEGER NOT NULL CHECK (position >= 0),
+            profile TEXT NOT NULL,
+            source TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_via TEXT NOT NULL,
+            set_at TEXT NOT NULL,
+            until TEXT,
+            PRIMARY KEY (user, slot, position)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            at_epoch REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target_user TEXT NOT NULL,
+            via TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            on_behalf_of TEXT
+        )""",
+    ),
+    # 2: registrar bindings (write-behind) and audit query indexes.
+    (
+        """CREATE TABLE registration (
+            aor TEXT NOT NULL,
+            contact TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            call_id TEXT NOT NULL,
+            cseq INTEGER NOT NULL,
+            q REAL,
+            source TEXT NOT NULL,
+            instance TEXT,
+            reg_id INTEGER,
+            PRIMARY KEY (aor, contact)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX audit_by_time ON audit (at_epoch)",
+        "CREATE INDEX audit_by_user_time ON audit (target_user, at_epoch)",
+    ),
+)
+
+LATEST_VERSION = len(MIGRATIONS)
+
+_CREATE_VERSION_TABLE = """CREATE TABLE schema_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+)"""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version of ``conn``'s database (0 when empty)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+    if row is None:
+        raise StoreError("schema_version table is empty: the database is damaged")
+    return int(row[0])
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    *,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    target: int | None = None,
+) -> int:
+    """Bring the database up to ``target`` (default: latest) in one transaction.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Returns the version
+    reached. Raises :class:`SchemaVersionError` if the database is newer than known.
+    """
+    latest = len(migrations)
+    goal = latest if target is None else target
+    if not 0 <= goal <= latest:
+        raise ValueError(f"target version must be within 0..{latest}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = current_version(conn)
+        if version > latest:
+            raise SchemaVersionError(
+                f"database schema version {version} is newer than this ivr supports "
+                f"({latest}); upgrade ivr or restore a backup made for this version"
+            )
+        if version < goal:
+            if version == 0:
+                conn.execute(_CREATE_VERSION_TABLE)
+                conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 0)")
+            for step in migrations[version:goal]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ? WHERE id = 1", (goal,))
+            version = goal
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
