@@ -23,7 +23,8 @@ DAY = timedelta(days=1)
 
 @lru_cache(maxsize=64)
 def _holidays(region: str, categories: tuple[str, ...], year: int) -> Mapping[date, str]:
-    table = holidays.country_holidays(region, years=year, categories=categories)
+    """Holiday names in English whatever the process locale (logs and traces stay stable)."""
+    table = holidays.country_holidays(region, years=year, categories=categories, language="en_US")
     return MappingProxyType(dict(table.items()))
 
 
