@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(func=_profile_show)
 
+    from ivr.dtmf import cli as dtmf_cli
+
+    dtmf_cli.register(sub)
+
     return parser
 
 

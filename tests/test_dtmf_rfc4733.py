@@ -152,6 +152,13 @@ def test_the_same_digit_twice_is_two_presses() -> None:
     assert [e.digit for e in events] == ["8", "8"]
 
 
+def test_a_repeat_whose_first_packets_are_lost_is_not_a_long_press_segment() -> None:
+    rx = TelephoneEventReceiver()
+    events = _send(rx, encode_digit("0", 61)[:3], ts=0)  # its end packets are lost too
+    events += _send(rx, encode_digit("0", 40)[1:], ts=888, t0=0.11)
+    assert [(e.digit, e.duration) for e in events] == [("0", 0.06), ("0", 0.04)]
+
+
 def test_an_older_event_arriving_late_is_dropped() -> None:
     rx = TelephoneEventReceiver()
     events = _send(rx, encode_digit("6", 60), ts=4000)

@@ -1,8 +1,9 @@
 """In-band DTMF detection over many channels at once (ITU-T Q.24).
 
-Every channel is cut into 20 ms Hann-windowed frames, one every 5 ms, and each frame is projected
-(one matrix product for all channels) onto the eight DTMF frequencies and onto the DFT bins below
-600 Hz. From that a frame gets, for the strongest tone of each group:
+Every channel is cut into 20 ms Hann-windowed frames, one every 5 ms. Each frame is projected onto
+the eight DTMF frequencies (stacked matrix products over all channels' 5 ms sub-blocks, summed per
+frame), and the frames that pass the cheap checks also onto the DFT bins below 600 Hz. From that a
+frame gets, for the strongest tone of each group:
 
 * its power, corrected for the window's scalloping loss (level and twist checks);
 * its frequency deviation, from the phase advance between consecutive frames;
@@ -49,7 +50,7 @@ EDGE_S = 0.008  # a reported edge lies this far outside the first/last frame cen
 
 BLAS_SERIAL_MNK = 262_144  # OpenBLAS runs a product single-threaded below this m * n * k
 BLAS_SERIAL_GEMV = 9_216  # ... and a matrix-vector product below this m * n
-PASS_FRAMES = 8192  # frames analysed per pass (all channels): keeps the working set in cache
+PASS_FRAMES = 2048  # frames analysed per pass (all channels): keeps the working set in cache
 FRAME_S = 0.020
 HOP_S = 0.005
 
@@ -137,10 +138,12 @@ class InbandDetector:
         self._an = _analysis(rate)
         self._frames = 0  # frames analysed so far (all slots share the clock)
         self._fed = 0  # samples fed so far
-        self._pending = np.zeros((0, self._win - self._hop), dtype=np.float32)
-        self._prev = np.zeros((0, 2 * len(FREQS)), dtype=np.float32)
-        parts = self._win // self._hop
-        self._tail = np.zeros((0, parts - 1, parts, 2 * len(FREQS)), dtype=np.float32)
+        parts, nf2 = self._win // self._hop, 2 * len(FREQS)
+        # per slot, carried from pass to pass (all views into blocks this detector owns):
+        self._raw = np.zeros((0, self._win - self._hop), np.float32)  # samples before the next
+        self._rem = np.zeros((0, 0), np.float32)  # samples short of a whole sub-block
+        self._part = np.zeros((0, parts - 1, nf2), np.float32)  # sums of unfinished frames
+        self._prev = np.zeros((0, nf2), np.float32)  # tone projections of the last frame
         self._tracks: list[_Track] = []
         self._origin: list[int] = []  # samples fed before each slot was assigned
         self._free: list[int] = []
@@ -184,33 +187,41 @@ class InbandDetector:
 
     def feed(self, block: np.ndarray) -> list[tuple[int, DigitEvent]]:
         """Analyse the next samples of every slot; returns the key presses that ended."""
-        return self.feed_scaled(_as_float(block))
+        return self._feed_owned(_as_float(block))
 
-    def feed_scaled(self, x: np.ndarray) -> list[tuple[int, DigitEvent]]:
-        """:meth:`feed` for a float32 block already in 16-bit units."""
+    def _feed_owned(self, x: np.ndarray) -> list[tuple[int, DigitEvent]]:
+        """:meth:`feed` for a float32 block in 16-bit units that the detector may keep."""
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise ValueError(f"block must be ({self.channels}, samples), got {x.shape}")
         step = self._hop * max(1, PASS_FRAMES // max(1, self.channels))
-        if x.shape[1] <= step:
-            return self._pass(x)
-        events = []
-        for i in range(0, x.shape[1], step):
-            events += self._pass(x[:, i : i + step])
-        return events
-
-    def _pass(self, x: np.ndarray) -> list[tuple[int, DigitEvent]]:
-        self._fed += x.shape[1]
-        buf = np.concatenate([self._pending, x], axis=1)
-        nframes = (buf.shape[1] - self._win) // self._hop + 1
-        if nframes <= 0 or self.channels == 0:
-            self._pending = buf
-            return []
-        used = nframes * self._hop
-        self._pending = buf[:, used:]
-        codes, strong = _codes(self._features(buf, nframes))
         first = self._frames
-        self._frames += nframes
+        found = [self._pass(x[:, i : i + step]) for i in range(0, x.shape[1], step)]
+        found = [f for f in found if f is not None]
+        if not found:
+            return []
+        if len(found) == 1:
+            return self._advance(*found[0], first)
+        codes, strong = (np.concatenate(parts, axis=1) for parts in zip(*found, strict=True))
         return self._advance(codes, strong, first)
+
+    def _pass(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Analyse one cache-sized slice: (codes, strong) of the frames it completes."""
+        self._fed += x.shape[1]
+        data = x if not self._rem.shape[1] else np.concatenate([self._rem, x], axis=1)
+        nsub = data.shape[1] // self._hop
+        used = nsub * self._hop
+        self._rem = data[:, used:]
+        if not nsub or not self.channels:
+            return None
+        raw = self._raw
+        keep = raw.shape[1]
+        self._raw = (
+            data[:, used - keep : used]
+            if used >= keep
+            else np.concatenate([raw[:, used:], data[:, :used]], axis=1)
+        )
+        self._frames += nsub
+        return _codes(self._features(raw, data[:, :used], nsub))
 
     def flush(self) -> list[tuple[int, DigitEvent]]:
         """End every digit in progress (end of input); the detector stays usable."""
@@ -228,50 +239,46 @@ class InbandDetector:
         slot = len(self._tracks)
         self._tracks.append(_Track())
         self._origin.append(self._fed)
-        self._pending = np.concatenate(
-            [self._pending, np.zeros((1, self._pending.shape[1]), dtype=np.float32)]
-        )
-        self._prev = np.concatenate([self._prev, np.zeros((1, 2 * len(FREQS)), dtype=np.float32)])
-        self._tail = np.concatenate([self._tail, np.zeros((1, *self._tail.shape[1:]), np.float32)])
+        for name in ("_raw", "_rem", "_part", "_prev"):
+            old = getattr(self, name)
+            setattr(self, name, np.concatenate([old, np.zeros((1, *old.shape[1:]), np.float32)]))
         return slot
 
     def _reset(self, slot: int) -> None:
         self._tracks[slot] = _Track()
         self._live.discard(slot)
         self._origin[slot] = self._fed
-        self._pending[slot] = 0.0
-        self._prev[slot] = 0.0
-        self._tail[slot] = 0.0
+        for name in ("_raw", "_rem", "_part", "_prev"):
+            getattr(self, name)[slot] = 0.0
 
     def _check(self, channel: int) -> None:
         if not 0 <= channel < self.channels or channel in self._free:
             raise ValueError(f"no such channel: {channel}")
 
-    def _features(self, buf: np.ndarray, nframes: int) -> dict[str, np.ndarray]:
+    def _features(self, raw: np.ndarray, new: np.ndarray, nframes: int) -> dict[str, np.ndarray]:
         """Per (channel, frame): strongest tone per group, its power and deviation, whether
         level, twist and deviation allow a digit ("plausible"), and for those frames only the
         power above the low band ("rest", else inf); powers are mean squares in 16-bit units.
 
-        The tone projections come from contiguous hop-long sub-blocks (a frame is the sum of
-        its sub-blocks' products with the matching rows of the windowed basis), so the
-        overlapping frames are never copied out; only plausible frames are, for the purity.
+        ``new`` holds ``nframes`` whole sub-blocks (hops), each completing one frame; ``raw``
+        the samples before them. A frame's tone projections are the sums of its sub-blocks'
+        products with the matching rows of the windowed basis, so overlapping frames are never
+        copied out; only plausible frames are, for the purity check.
         """
-        chans, nf, hop, an = buf.shape[0], len(FREQS), self._hop, self._an
+        chans, nf, hop, an = new.shape[0], len(FREQS), self._hop, self._an
         parts = self._win // hop
-        new = buf[:, (parts - 1) * hop : (parts - 1 + nframes) * hop]
         sub = np.ascontiguousarray(new).reshape(chans * nframes, hop)
-        quarter = np.empty((chans, nframes + parts - 1, parts, 2 * nf), dtype=np.float32)
-        quarter[:, : parts - 1] = self._tail  # products of the sub-blocks carried over
-        quarter[:, parts - 1 :] = _project(sub, an.parts, an.rows_parts).reshape(
-            chans, nframes, parts, 2 * nf
-        )
-        self._tail = quarter[:, nframes:].copy()
+        acc = np.empty((chans, nframes + parts - 1, 2 * nf), dtype=np.float32)
+        acc[:, : parts - 1] = self._part
+        acc[:, parts - 1 :] = _project(sub, an.parts[0], an.rows_parts).reshape(chans, nframes, -1)
+        for j in range(1, parts):  # sub-block i is part j of the frame at acc[parts - 1 - j + i]
+            prod = _project(sub, an.parts[j], an.rows_parts).reshape(chans, nframes, -1)
+            acc[:, parts - 1 - j : parts - 1 - j + nframes] += prod
+        self._part = acc[:, nframes:].copy()
         tones = np.empty((chans, nframes + 1, 2 * nf), dtype=np.float32)
         tones[:, 0] = self._prev
         now = tones[:, 1:]
-        np.add(quarter[:, :nframes, 0], quarter[:, 1 : nframes + 1, 1], out=now)
-        for j in range(2, parts):
-            now += quarter[:, j : nframes + j, j]
+        now[...] = acc[:, :nframes]
         self._prev = tones[:, -1].copy()
         cur = now.reshape(-1, 2 * nf)
         power = cur[:, :nf] ** 2 + cur[:, nf:] ** 2
@@ -287,8 +294,10 @@ class InbandDetector:
         rest = np.full(chans * nframes, np.inf, dtype=np.float32)
         pick = np.flatnonzero(plausible)
         if len(pick):
-            frames = sliding_window_view(buf, self._win, axis=1)[:, ::hop]
-            windows = frames[pick // nframes, pick % nframes]
+            rows, row_of = np.unique(pick // nframes, return_inverse=True)
+            src = np.concatenate([raw[rows], new[rows]], axis=1)
+            frames = sliding_window_view(src, self._win, axis=1)[:, ::hop]
+            windows = frames[row_of, pick % nframes]
             low = _project(windows, an.low, an.rows_low)
             total = _project(np.square(windows), an.wsq, an.rows_low)[:, 0]
             rest[pick] = total - np.square(low).sum(axis=1)
@@ -417,8 +426,8 @@ def _project(x: np.ndarray, basis: np.ndarray, rows: int) -> np.ndarray:
 class _Analysis:
     """Constant matrices of the frame analysis at one sample rate."""
 
-    parts: np.ndarray  # (hop, parts * 16): per sub-block of a frame, its rows of the windowed
-    #                    cos | sin of the eight tones, side by side
+    parts: np.ndarray  # (parts, hop, 16): per sub-block of a frame, its rows of the windowed
+    #                    cos | sin of the eight tones
     low: np.ndarray  # (win, 2 * bins - 1): windowed low DFT bins, scaled for Parseval
     wsq: np.ndarray  # (win, 1) squared window / its sum: frame of x^2 -> mean square
     tone: float  # |coefficient|^2 -> mean-square power of a tone
@@ -437,7 +446,7 @@ def _analysis(rate: int) -> _Analysis:
     freqs = np.asarray(FREQS, dtype=np.float64)
     arg = 2 * np.pi * np.outer(n, freqs) / rate
     tones = w[:, None] * np.concatenate([np.cos(arg), np.sin(arg)], axis=1)
-    parts = np.concatenate([tones[j : j + hop] for j in range(0, win, hop)], axis=1)
+    parts = np.stack([tones[j : j + hop] for j in range(0, win, hop)])
     bins = int(np.ceil(LOW_BAND_HZ * win / rate))  # bins 0 .. bins-1
     barg = 2 * np.pi * np.outer(n, np.arange(bins)) / win
     s1, s2 = float(w.sum()), float((w * w).sum())
@@ -453,7 +462,7 @@ def _analysis(rate: int) -> _Analysis:
         spin=(np.cos(omega).astype(np.float32), np.sin(omega).astype(np.float32)),
         dev_scale=(1.0 / omega).astype(np.float32),
         scallop=_scallop_poly(win / (2 * np.pi * hop)),
-        rows_parts=_serial_rows(hop * parts.shape[1]),
+        rows_parts=_serial_rows(hop * parts.shape[2]),
         rows_low=_serial_rows(win * max(low.shape[1], 1), gemv=win),
     )
 
@@ -541,7 +550,7 @@ def detect(samples: np.ndarray, rate: int = 8000) -> list[Detection]:
     if rate != 8000:
         x = resample(x, rate, 8000)
     det = InbandDetector(1, 8000)
-    found = det.feed_scaled(x[None, :].astype(np.float32)) + det.flush()
+    found = det._feed_owned(x[None, :].astype(np.float32)) + det.flush()
     return [Detection(e.digit, e.start, e.end if e.end is not None else e.start) for _, e in found]
 
 

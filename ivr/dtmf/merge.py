@@ -15,7 +15,6 @@ All events of one call must share one clock (the call controller's).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 
 from ivr.dtmf.events import DigitEvent
@@ -34,7 +33,7 @@ class DigitMerger:
         self.window = window
         self.prefer_signalled = prefer_signalled
         self.horizon = horizon
-        self._passed: deque[DigitEvent] = deque()
+        self._passed: list[DigitEvent] = []
         self._best = len(RANK)  # best (lowest) rank of a signalled source seen so far
 
     @property
@@ -68,6 +67,4 @@ class DigitMerger:
 
     def _prune(self, now: float) -> None:
         old = now - self.horizon
-        self._passed = deque(
-            p for p in self._passed if (p.start if p.end is None else p.end) >= old
-        )
+        self._passed = [p for p in self._passed if (p.start if p.end is None else p.end) >= old]

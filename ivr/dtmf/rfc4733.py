@@ -21,6 +21,7 @@ from ivr.dtmf.events import DIGITS, DigitEvent
 
 EVENT_CODES = "0123456789*#ABCD"  # event codes 0-15 (section 3.2); 16 and up are not digits
 MAX_DURATION = 0xFFFF
+SEGMENT_SLACK = 800  # units before 0xFFFF at which a sender may start a long event's next segment
 STALE_S = 10.0  # a timestamp up to this far behind the newest event is a late packet
 _WRAP = 1 << 32
 _BLOCK = struct.Struct("!BBH")
@@ -149,9 +150,10 @@ class TelephoneEventReceiver:
 
     @staticmethod
     def _continues(cur: _Current, ts: int) -> bool:
-        """A new segment of a long event starts where the previous segment's maximum ends."""
+        """A new segment of a long event starts where the previous segment's maximum ends
+        (0xFFFF units on; a little less is tolerated for senders that restart early)."""
         gap = _ts_diff(ts, cur.seg_ts)
-        return 0 < gap <= MAX_DURATION and gap >= cur.duration - 1
+        return MAX_DURATION - SEGMENT_SLACK <= gap <= MAX_DURATION and gap >= cur.duration - 1
 
     def _finish(self) -> DigitEvent:
         cur = self._cur
