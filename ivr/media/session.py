@@ -26,6 +26,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ivr.dtmf.channels import InbandChannels
+from ivr.dtmf.events import DigitEvent
+from ivr.dtmf.rfc4733 import PayloadError, TelephoneEventReceiver
+from ivr.media import g711
 from ivr.media.g711 import PAYLOAD_TYPES, SILENCE
 from ivr.media.player import FRAME_SAMPLES, SAMPLE_RATE, Player
 from ivr.media.rtp import RtpError, RtpPacket, RtpSender, SourceLatch, is_rtcp, parse_rtp
@@ -104,6 +108,9 @@ class MediaStream:
         self._gap = True  # the next packet sent starts a talkspurt (marker bit)
         self._relatch = False  # symmetric RTP: switch the target to the latched source
         self.closed = False
+        self.on_digit: Callable[[DigitEvent], None] | None = None
+        self._events: TelephoneEventReceiver | None = None
+        self._inband_slot: int | None = None
         self.sent = 0
         self.send_errors = 0
         self.received = 0
@@ -223,6 +230,23 @@ class MediaStream:
         self._player = None
         self._on_done = None
 
+    def listen_for_digits(self, on_digit: Callable[[DigitEvent], None], *, inband: bool) -> None:
+        """Report key presses: RFC 4733 events when negotiated, else (``inband``) tones
+        found in the received audio by the engine's shared detector."""
+        self.on_digit = on_digit
+        if self.telephone_event_pt is not None:
+            self._events = TelephoneEventReceiver()
+        elif inband and self._inband_slot is None:
+            self._inband_slot = self._engine._open_inband(self)
+
+    def _digit(self, event: DigitEvent) -> None:
+        callback = self.on_digit
+        if callback is not None and not self.closed:
+            try:
+                callback(event)
+            except Exception:
+                _log.failure("on_digit callback of RTP port {port} failed", port=self.local_port)
+
     def close(self) -> None:
         """Stop, release the port, leave the engine's tick."""
         if self.closed:
@@ -230,6 +254,10 @@ class MediaStream:
         self.stop()
         self.closed = True
         self.on_rtp = None
+        self.on_digit = None
+        if self._inband_slot is not None:
+            self._engine._close_inband(self._inband_slot)
+            self._inband_slot = None
         self._send_addr = None
         self._engine._forget(self)
         port, self._port = self._port, None
@@ -304,12 +332,28 @@ class MediaStream:
             if self._send_addr is not None:
                 self._send_addr = self._check_remote(*self.latch.locked)
         self.received += 1
+        if self.on_digit is not None:
+            self._dtmf(packet)
         callback = self.on_rtp
         if callback is not None:
             try:
                 callback(packet)
             except Exception:
                 _log.failure("on_rtp callback of RTP port {port} failed", port=self.local_port)
+
+    def _dtmf(self, packet: RtpPacket) -> None:
+        if self._events is not None and packet.payload_type == self.telephone_event_pt:
+            try:
+                events = self._events.feed(
+                    packet.payload, packet.timestamp, packet.marker, self._engine.reactor.seconds()
+                )
+            except PayloadError:
+                self.malformed += 1
+                return
+            for event in events:
+                self._digit(event)
+        elif self._inband_slot is not None and packet.payload_type == self.payload_type:
+            self._engine.inband.push(self._inband_slot, g711.decode(self.codec, packet.payload))
 
     def __repr__(self) -> str:
         return (
@@ -374,6 +418,8 @@ class MediaEngine:
         self._frames = 0
         self.ticks = 0
         self.frames_skipped = 0
+        self.inband = InbandChannels()
+        self._inband_streams: dict[int, MediaStream] = {}
 
     @property
     def streams(self) -> tuple[MediaStream, ...]:
@@ -466,6 +512,26 @@ class MediaEngine:
     def _release(self, port: int) -> None:
         self._in_use.discard(port)
 
+    # --- in-band DTMF ------------------------------------------------------------------
+
+    def _open_inband(self, stream: MediaStream) -> int:
+        slot = self.inband.open()
+        self._inband_streams[slot] = stream
+        return slot
+
+    def _close_inband(self, slot: int) -> None:
+        stream = self._inband_streams.pop(slot, None)
+        for event in self.inband.close(slot):
+            if stream is not None:
+                stream._digit(event)
+
+    def _detect_inband(self) -> None:
+        """One detector pass over every call that needs in-band DTMF."""
+        for slot, event in self.inband.tick():
+            stream = self._inband_streams.get(slot)
+            if stream is not None:
+                stream._digit(event)
+
     # --- the tick ----------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -508,3 +574,8 @@ class MediaEngine:
                 stream._advance(skip, send, self.idle_silence)
             except Exception:
                 _log.failure("RTP stream {stream!r} failed in the tick", stream=stream)
+        if self._inband_streams:
+            try:
+                self._detect_inband()
+            except Exception:
+                _log.failure("in-band DTMF detection failed in the tick")
