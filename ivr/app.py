@@ -215,6 +215,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
             rng=rng,
             now=wall_now,
             rtp_host=rtp_host,
+            reactor=reactor,
         )
     )
     application.calls = calls

@@ -8,7 +8,7 @@ answered, the confirmation is played, and we hang up when the prompt ends.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,12 +17,26 @@ from twisted.logger import Logger
 
 from ivr.config import Config, User
 from ivr.confirm import confirmation
+from ivr.dtmf.events import DigitEvent
+from ivr.dtmf.info import CONTENT_TYPES as INFO_CONTENT_TYPES
+from ivr.dtmf.info import InfoBodyError, parse_info
+from ivr.dtmf.merge import DigitMerger
+from ivr.flows import (
+    CancelTimer,
+    Execute,
+    FlowRunner,
+    Hangup,
+    Play,
+    ProfileMenu,
+    StartTimer,
+    StopPrompt,
+)
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine, MediaStream, NoFreePort
 from ivr.profile_service import ProfileService
 from ivr.registration import RegistrationService
 from ivr.routing.commands import PROFILE_COMMANDS, CommandResult
-from ivr.routing.features import FeatureCommand, InvalidCode
+from ivr.routing.features import FeatureCommand, Interactive, InvalidCode
 from ivr.sip import sdp
 from ivr.sip.core import ALLOWED_METHODS, Peer, ServerRequest, SipCore
 from ivr.sip.dialog import Dialog, DialogError, DialogTable
@@ -49,6 +63,7 @@ class CallServices:
     rng: random.Random
     now: Callable[[], datetime]
     rtp_host: str
+    reactor: Any
 
 
 class FeatureCall:
@@ -75,12 +90,22 @@ class FeatureCall:
         self.dialog: Dialog | None = None
         self.words: list[str] = []
         self.state = "executing"
+        self.menu: FlowRunner | None = None
+        self.digits = DigitMerger()
+        self._timers: dict[str, Any] = {}
 
     # -- answering -----------------------------------------------------------------
 
     def execute(self, dialled: str) -> None:
         services = self.manager.services
         parsed = services.config.feature_codes.parse(dialled)
+        if isinstance(parsed, Interactive):
+            clock = services.config.company.clock if self.user.language == "en" else None
+            self.menu = FlowRunner(
+                ProfileMenu(services.config.rules, self.user.language, clock=clock)
+            )
+            self._answer(None, None)
+            return
         command: FeatureCommand | None = None
         if not isinstance(parsed, InvalidCode) and isinstance(parsed, PROFILE_COMMANDS):
             command = parsed
@@ -147,25 +172,104 @@ class FeatureCall:
                 log.info("bad SDP in ACK from {actor}: {err}", actor=self.actor, err=exc)
                 self.hang_up()
                 return
-        self.play()
+        self.state = "playing"
+        if self.menu is None:
+            self.play(self.words, self.hang_up)
+            return
+        self.stream.listen_for_digits(self.digit, inband=True)
+        self.perform(self.menu.start(self._clock()))
 
-    def play(self) -> None:
+    def play(self, words: Sequence[str], on_done: Callable[[], None]) -> None:
         services = self.manager.services
         codec = self.stream.codec or "PCMU"
         try:
-            player = services.prompts.player(self.user.language, self.words, codec)
+            player = services.prompts.player(self.user.language, words, codec)
         except KeyError as exc:
             log.error("missing prompt: {err}", err=exc)
             self.hang_up()
             return
-        self.state = "playing"
-        self.stream.play(player, on_done=self.hang_up)
+        self.stream.play(player, on_done=on_done)
+
+    # -- the keypad menu ---------------------------------------------------------------
+
+    def _clock(self) -> float:
+        return float(self.manager.services.reactor.seconds())
+
+    def digit(self, event: DigitEvent) -> None:
+        """A key press from RFC 4733, SIP INFO or in-band tones (each press once)."""
+        if self.menu is None or self.state != "playing" or self.digits.add(event) is None:
+            return
+        self.perform(self.menu.digit(event, self._clock()))
+
+    def perform(self, actions: Sequence[object]) -> None:
+        """Carry out what the menu asks for."""
+        for action in actions:
+            if self.state != "playing":
+                return
+            if isinstance(action, Play):
+                self.play(action.prompts, self._prompt_finished)
+            elif isinstance(action, StopPrompt):
+                self.stream.stop()
+            elif isinstance(action, StartTimer):
+                self._cancel_timer(action.name)
+                reactor = self.manager.services.reactor
+                self._timers[action.name] = reactor.callLater(
+                    action.delay, self._timer_fired, action.name
+                )
+            elif isinstance(action, CancelTimer):
+                self._cancel_timer(action.name)
+            elif isinstance(action, Execute):
+                self._execute(action.command)
+            elif isinstance(action, Hangup):
+                self.hang_up()
+
+    def _prompt_finished(self) -> None:
+        if self.menu is not None:
+            self.perform(self.menu.prompt_finished(self._clock()))
+
+    def _timer_fired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        if self.menu is not None:
+            self.perform(self.menu.timer_fired(name, self._clock()))
+
+    def _cancel_timer(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _execute(self, command: FeatureCommand) -> None:
+        services = self.manager.services
+        d = services.profiles.execute(self.user.extension, command, actor=self.actor, via="ivr")
+
+        def done(result: CommandResult) -> None:
+            if self.menu is not None and self.state == "playing":
+                self.perform(self.menu.command_done(result, services.now(), self._clock()))
+
+        def failed(failure: Any) -> None:
+            log.failure("menu command failed for {actor}", failure, actor=self.actor)
+            self.hang_up()
+
+        d.addCallbacks(done, failed)
+
+    def info(self, request: ServerRequest) -> None:
+        """SIP INFO in the dialog: a DTMF relay body (RFC 2976 usage)."""
+        req = request.request
+        try:
+            event = parse_info(req.headers.get("content-type") or "", req.body, self._clock())
+        except InfoBodyError as exc:
+            headers = [("Accept", ", ".join(INFO_CONTENT_TYPES))] if exc.status == 415 else []
+            request.respond(exc.status, str(exc)[:120], headers=headers)
+            return
+        request.respond(200)
+        self.digit(event)
 
     def hang_up(self) -> None:
         """The prompt ended (or cannot play): send BYE, then clean up."""
         if self.state not in ("answered", "playing") or self.dialog is None:
             return
         self.state = "hanging-up"
+        for name in list(self._timers):
+            self._cancel_timer(name)
         self.stream.stop()
         core = self.manager.services.core
         peer = self.invite.peer
@@ -188,6 +292,8 @@ class FeatureCall:
         if self.state == "ended":
             return
         self.state = "ended"
+        for name in list(self._timers):
+            self._cancel_timer(name)
         self.stream.close()
         if self.dialog is not None:
             self.dialog.terminate()
@@ -315,6 +421,8 @@ class CallManager:
         method = request.request.method
         if method == "BYE" and call is not None:
             call.remote_bye(request)
+        elif method == "INFO" and call is not None and request.request.body:
+            call.info(request)
         else:
             request.respond(200)
         return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from ivr.media import phrases
 from ivr.routing.commands import CommandResult
@@ -39,7 +39,9 @@ def confirmation(
     if isinstance(command, ActivateProfile):
         top = result.state.manual[-1] if result.state.manual else None
         until = top.until if top is not None and top.profile == command.profile else None
-        return phrases.activated(command.number, until, now, lang, clock)
+        return phrases.activated(
+            command.number, _spoken(until, command.profile, rules), now, lang, clock
+        )
     if isinstance(command, BackToStandard):
         until = after.until if after.profile.id == rules.standard.id else None
         return phrases.activated(rules.standard.number, until, now, lang, clock)
@@ -49,3 +51,10 @@ def confirmation(
             return phrases.deactivated(dnd.number, lang)
         return phrases.activated(dnd.number, None, now, lang, clock)
     return phrases.invalid_code(lang)
+
+
+def _spoken(until: datetime | None, profile_id: str, rules: Rules) -> datetime | date | None:
+    """Date-return profiles say the day only ("åter måndag den fjärde januari")."""
+    if until is not None and rules.profile(profile_id).returns == "date":
+        return rules.calendar.local(until).date()
+    return until
