@@ -184,10 +184,11 @@ def server_uri_policy(names: Callable[[], tuple[set[str], int]]) -> Callable[[st
         except UriError:
             return False
         hosts, port = names()
+        bare = {host.strip("[]").lower() for host in hosts}
         return (
             parsed.scheme in ("sip", "sips")
             and parsed.user is None
-            and parsed.host in hosts
+            and parsed.host.strip("[]").lower() in bare
             and (parsed.port or 5060) == port
         )
 

@@ -60,7 +60,8 @@ class Peer:
         return self.transport != "udp"
 
     def __str__(self) -> str:
-        return f"{self.transport}:{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,8 +366,8 @@ class SipCore:
         self._reject_unparsable(head, peer, exc)
 
     def _reject_unparsable(self, data: bytes, peer: Peer, exc: SipParseError) -> None:
-        """Answer a request we could not parse, if enough of it is legible."""
-        if data[:4] == b"SIP/" or exc.status < 400:
+        """Answer a request we could not parse, if enough of it is legible (never an ACK)."""
+        if data[:4] == b"SIP/" or data.lstrip()[:4] == b"ACK " or exc.status < 400:
             return
         response = _salvage_response(data, exc)
         if response is not None:
@@ -431,6 +432,8 @@ def _salvage_response(data: bytes, exc: SipParseError) -> bytes | None:
         found.setdefault(name, []).append(match.group(2).decode("utf-8", "replace").strip())
     if not all(name in found for name in ("via", "from", "to", "call-id", "cseq")):
         return None
+    if found["cseq"][0].upper().endswith("ACK"):
+        return None  # an ACK is never answered
     headers = Headers()
     for value in found["via"]:
         headers.add("Via", value)

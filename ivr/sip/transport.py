@@ -129,7 +129,9 @@ class SipRuntime:
         port = self.port
         if "udp" in self.transports:
             self.udp = SipDatagramProtocol(self)
-            udp_port = self.reactor.listenUDP(port, self.udp, interface=self.host)
+            udp_port = self.reactor.listenUDP(
+                port, self.udp, interface=self.host, maxPacketSize=max(65536, self.max_size + 1)
+            )
             port = udp_port.getHost().port
             self._ports.append(udp_port)
         if "tcp" in self.transports:
