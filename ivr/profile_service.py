@@ -35,6 +35,7 @@ class ProfileService:
         self.rules = config.rules
         self.store = store
         self.now = now
+        self._locks: dict[str, defer.DeferredLock] = {}
 
     def _user(self, extension: str) -> Any:
         user = self.config.user(extension)
@@ -52,8 +53,23 @@ class ProfileService:
         via: Via,
         on_behalf_of: str | None = None,
     ) -> Any:
-        """Apply ``command`` to ``extension``'s profile state; returns a CommandResult."""
+        """Apply ``command`` to ``extension``'s profile state; returns a CommandResult.
+
+        Changes to one user run one after another (a lock per user); the version check
+        still guards against another process writing the same state."""
         user = self._user(extension)
+        lock = self._locks.setdefault(user.extension, defer.DeferredLock())
+        yield lock.acquire()
+        try:
+            result = yield self._execute(user, command, actor, via, on_behalf_of)
+        finally:
+            lock.release()
+        return result
+
+    @defer.inlineCallbacks
+    def _execute(
+        self, user: Any, command: ProfileCommand, actor: str, via: Via, on_behalf_of: str | None
+    ) -> Any:
         for attempt in range(MAX_ATTEMPTS):
             now = self.now()
             state = yield self.store.get_state(user.extension)

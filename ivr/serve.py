@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import resource
 import sys
 from typing import Any
 
@@ -20,6 +23,15 @@ from ivr.config import Config
 def _observer(level: str) -> Any:
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
     return FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+
+
+def raise_open_file_limit() -> None:
+    """Every call holds an RTP socket: use the hard limit of open files, not the soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -43,6 +55,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
     def started(service: Any) -> None:
         reactor.addSystemEventTrigger("before", "shutdown", service.stop)
+        gc.collect()
+        gc.freeze()  # startup objects (config, prompts) leave the collector's generations
 
     def failed(failure: Any) -> None:
         print(f"ivr: cannot start: {failure.getErrorMessage()}", file=sys.stderr)
@@ -53,6 +67,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
         d = start(reactor, config, overrides)
         d.addCallbacks(started, failed)
 
+    raise_open_file_limit()
     reactor.callWhenRunning(boot)
     reactor.run()
     return int(outcome["code"])

@@ -207,12 +207,16 @@ def test_encoded_is_cached_per_codec(shipped):
 
 def test_a_replaced_file_is_reloaded(tmp_path):
     path = write(tmp_path / "sv" / "greeting.wav", tone(440, 0.1, 8000), 8000)
-    library = PromptLibrary(tmp_path)
+    clock = [100.0]
+    library = PromptLibrary(tmp_path, recheck_seconds=2.0, clock=lambda: clock[0])
     first = library.encoded("sv", "greeting", "PCMU")
     assert library.encoded("sv", "greeting", "PCMU") is first
     write(path, tone(440, 0.3, 8000), 8000)
     stamp = path.stat().st_mtime_ns + 1_000_000
     os.utime(path, ns=(stamp, stamp))
+    clock[0] += 1.0
+    assert library.encoded("sv", "greeting", "PCMU") is first  # not looked at again yet
+    clock[0] += 1.5
     assert len(library.encoded("sv", "greeting", "PCMU")) == 2400
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -95,10 +96,20 @@ class _Entry:
 class PromptLibrary:
     """Prompts by language and name, with a custom directory in front of the shipped one."""
 
-    def __init__(self, root: Path | str, custom: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        custom: Path | str | None = None,
+        *,
+        recheck_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = Path(root)
         self.custom = Path(custom) if custom is not None else None
         self._cache: dict[tuple[str, str], _Entry] = {}
+        self._checked: dict[tuple[str, str], float] = {}
+        self.recheck_seconds = recheck_seconds
+        self._clock = clock
 
     @property
     def directories(self) -> tuple[Path, ...]:
@@ -143,6 +154,14 @@ class PromptLibrary:
         )
 
     def _entry(self, lang: str, name: str) -> _Entry:
+        """The cached prompt; the files are looked at again at most every
+        ``recheck_seconds`` (a replaced prompt is picked up, calls don't stat per word)."""
+        key = (lang, name)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and now - self._checked.get(key, -1e18) < self.recheck_seconds:
+            return cached
+        self._checked[key] = now
         path = self.path(lang, name)
         st = path.stat()
         stamp = (st.st_mtime_ns, st.st_size)

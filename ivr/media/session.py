@@ -14,6 +14,7 @@ work per stream and tick is ~2.5 µs). Incoming packets pass the strict-RTP
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import random
 import socket
@@ -365,6 +366,9 @@ class MediaStream:
 _IDLE: Final = {codec: bytes((code,)) * FRAME_SAMPLES for codec, code in SILENCE.items()}
 
 
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
 def _not_bound(data: bytes, addr: Address) -> None:
     raise OSError("RTP port not bound")
 
@@ -483,8 +487,10 @@ class MediaEngine:
     def _try_bind(self, port: int, protocol: _RtpProtocol) -> IListeningPort | None:
         try:
             listening = self.reactor.listenUDP(port, protocol, interface=self.host)
-        except CannotListenError:
-            return None
+        except CannotListenError as exc:
+            if getattr(exc.socketError, "errno", None) in _OUT_OF_RESOURCES:
+                raise NoFreePort(f"cannot open an RTP socket: {exc.socketError}") from exc
+            return None  # this port is taken: try another
         self._in_use.add(port)
         return listening  # type: ignore[no-any-return]
 

@@ -215,9 +215,9 @@ def _rtts(workdir: Path) -> tuple[float, ...]:
     values: list[float] = []
     for path in workdir.glob("*_rtt.csv"):
         for row in csv.reader(path.read_text().splitlines(), delimiter=";"):
-            if len(row) >= 3:
+            if len(row) >= 2:
                 try:
-                    values.append(float(row[2]))
+                    values.append(float(row[1]))
                 except ValueError:
                     continue
     return tuple(values)
