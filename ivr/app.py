@@ -112,6 +112,16 @@ class Service:
         yield self.store.stop()
 
 
+def device_algorithms(config: Config) -> Any:
+    """The digest algorithms configured for a device (None: the server's list)."""
+
+    def algorithms(username: str) -> tuple[str, ...] | None:
+        found = config.device_by_username(username)
+        return None if found is None else found[1].auth_algorithms
+
+    return algorithms
+
+
 def profile_view(profiles: ProfileService) -> Any:
     """GET /api/users/{ext}/profile: the effective profile, with source and end."""
 
@@ -177,6 +187,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         registrar=registrar,
         lookup=lookup,
         server_uri_ok=server_uri_policy(our_names) if uri_check == "server" else None,
+        algorithms_for=device_algorithms(config),
     )
     service_ref: dict[str, Service] = {}
     application = SipApplication(
@@ -200,7 +211,9 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
     profiles = ProfileService(config, store, wall_now)
     rtp_low, rtp_high = o.rtp_ports or (config.rtp.port_min, config.rtp.port_max)
     rtp_host = config.rtp.host
-    media = MediaEngine(reactor, rtp_host, rtp_low, rtp_high, rng)
+    # A late tick sends up to 10 frames at once: the phone's jitter buffer absorbs a burst,
+    # while skipped frames would be gone from the prompt for good.
+    media = MediaEngine(reactor, rtp_host, rtp_low, rtp_high, rng, max_burst=10)
     prompts = PromptLibrary(config.prompts_dir)
     for lang in ("sv", "en"):
         prompts.preload(lang, prompts.names(lang))

@@ -707,7 +707,19 @@ def _device(t: _Table, user: _UserDraft, plan: NumberPlan) -> Device:
         password = t.text("password")
         if len(password) < 8:
             raise t.error("password", "must be at least 8 characters")
-        device = t.build(Device, id=device_id, kind=kind, username=username, password=password)
+        algorithms = None
+        if t.has("auth_algorithms"):
+            algorithms = tuple(t.texts("auth_algorithms", [], AUTH_ALGORITHMS))
+            if not algorithms or len(set(algorithms)) != len(algorithms):
+                raise t.error("auth_algorithms", "must list 'SHA-256' and/or 'MD5', each once")
+        device = t.build(
+            Device,
+            id=device_id,
+            kind=kind,
+            username=username,
+            password=password,
+            auth_algorithms=algorithms,
+        )
     t.done()
     return device
 

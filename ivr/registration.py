@@ -58,17 +58,24 @@ class RegistrationService:
         registrar: Registrar,
         lookup: Lookup,
         server_uri_ok: Callable[[str], bool] | None = None,
+        algorithms_for: Callable[[str], tuple[str, ...] | None] = lambda user: None,
     ) -> None:
         self.domain = domain
         self.auth = auth
         self.registrar = registrar
         self.lookup = lookup
         self.server_uri_ok = server_uri_ok
+        self.algorithms_for = algorithms_for
 
-    def challenge(self, now: float, *, stale: bool = False, proxy: bool = False) -> Reply:
+    def challenge(
+        self, now: float, *, stale: bool = False, proxy: bool = False, user: str | None = None
+    ) -> Reply:
+        """A 401 (or 407) with our challenges; ``user`` (claimed in From, unverified) only
+        picks a device's configured algorithm list, e.g. MD5 alone for old phones."""
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         status = 407 if proxy else 401
-        values = self.auth.challenge(now, stale=stale)
+        algorithms = self.algorithms_for(user) if user else None
+        values = self.auth.challenge(now, stale=stale, algorithms=algorithms)
         return Reply(status, None, tuple((name, value) for value in values))
 
     def authenticate(
@@ -90,7 +97,7 @@ class RegistrationService:
         failure = None
         if credentials is not None and not result.stale:
             failure = AuthFailure(source, result.claimed_username, result.reason, request.method)
-        challenge = self.challenge(now, stale=result.stale, proxy=proxy)
+        challenge = self.challenge(now, stale=result.stale, proxy=proxy, user=_from_user(request))
         return None, RegisterOutcome(challenge, failure=failure)
 
     def handle(self, request: Request, source: str, now: float) -> RegisterOutcome:
@@ -137,6 +144,13 @@ class RegistrationService:
             changed=result.changed,
             removed=result.removed,
         )
+
+
+def _from_user(request: Request) -> str | None:
+    try:
+        return parse_name_addr(request.headers.get("from") or "").uri.user_decoded
+    except SipParseError:
+        return None
 
 
 def _contacts(request: Request) -> list[ContactBinding] | str:

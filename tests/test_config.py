@@ -606,3 +606,19 @@ def test_missing_file(tmp_path: Path) -> None:
         str(caught.value)
         == f"{tmp_path / 'nope.toml'}: (file): cannot read: No such file or directory"
     )
+
+
+def test_device_auth_algorithms_are_read_and_checked(tmp_path: Path) -> None:
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "ivr.toml")
+    found = config.device_by_username("1001-soft")
+    assert found is not None and found[1].auth_algorithms == ("MD5",)
+    assert config.device_by_username("1001")[1].auth_algorithms is None
+    text = (Path(__file__).resolve().parents[1] / "config" / "ivr.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('auth_algorithms = ["MD5"]', 'auth_algorithms = ["MD4"]', 1))
+    try:
+        load_config(bad)
+    except ConfigError as exc:
+        assert "auth_algorithms" in str(exc) and str(bad) in str(exc)
+    else:
+        raise AssertionError("MD4 accepted")

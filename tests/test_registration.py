@@ -179,3 +179,11 @@ def test_digest_uri_must_be_the_request_uri_unless_policy_allows_the_server() ->
 def test_server_uri_policy(uri: str, ok: bool) -> None:
     policy = server_uri_policy(lambda: ({"192.0.2.1", "ivr.local"}, 5060))
     assert policy(uri) is ok
+
+
+def test_a_device_configured_for_md5_only_gets_only_md5() -> None:
+    svc = service(algorithms_for=lambda user: ("MD5",) if user == "1001" else None)
+    only_md5 = svc.handle(register(), "src", 100.0).reply.headers
+    assert [v.split("algorithm=")[1].split(",")[0] for _, v in only_md5] == ["MD5"]
+    other = svc.handle(register(user="1002"), "src", 100.0).reply.headers
+    assert len(other) == 2

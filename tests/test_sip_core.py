@@ -205,6 +205,8 @@ def test_cancel_answers_487_and_tells_the_tu(h: Harness) -> None:
     h.feed(request("CANCEL", cseq="1 CANCEL"))
     statuses = sorted(r.status for r in h.responses())
     assert statuses == [100, 200, 487]
+    tags = {r.headers.get("to").split("tag=")[1] for r in h.responses() if r.status != 100}
+    assert len(tags) == 1  # the 200 to CANCEL and the 487 carry the same To-tag
     assert len(h.handler.cancelled) == 1
 
 

@@ -82,9 +82,19 @@ class Device:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     number: str | None = None
+    auth_algorithms: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _need(_ID.fullmatch(self.id) is not None, f"bad device id {self.id!r}")
+        _need(
+            self.auth_algorithms is None
+            or (
+                bool(self.auth_algorithms)
+                and len(set(self.auth_algorithms)) == len(self.auth_algorithms)
+                and set(self.auth_algorithms) <= {"SHA-256", "MD5"}
+            ),
+            "auth_algorithms must list SHA-256 and/or MD5, each once",
+        )
         _need(self.kind in DEVICE_KINDS, f"unknown device kind {self.kind!r}")
         if self.kind == "mobile":
             _need(self.number is not None and is_e164(self.number), "mobile needs an E.164 number")

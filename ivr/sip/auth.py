@@ -291,13 +291,18 @@ class DigestAuth:
             return None
         return _NONCE_TS.unpack_from(payload)[0]
 
-    def challenge(self, now: float, *, stale: bool = False) -> list[str]:
-        """Header values for ``WWW-Authenticate``/``Proxy-Authenticate``, one per algorithm."""
+    def challenge(
+        self, now: float, *, stale: bool = False, algorithms: Iterable[str] | None = None
+    ) -> list[str]:
+        """Header values for ``WWW-Authenticate``/``Proxy-Authenticate``, one per algorithm
+        (``algorithms`` narrows or reorders ours, e.g. for a device known to need MD5)."""
         tail = f", nonce={_quote(self.new_nonce(now))}, opaque={_quote(self._opaque)}"
         stale_part = ", stale=true" if stale else ""
         head = f"Digest realm={_quote(self.realm)}"
         return [
-            f'{head}{tail}, algorithm={alg}, qop="auth"{stale_part}' for alg in self._algorithms
+            f'{head}{tail}, algorithm={alg}, qop="auth"{stale_part}'
+            for alg in (self._algorithms if algorithms is None else algorithms)
+            if alg in self._by_upper.values()
         ]
 
     def verify(

@@ -331,7 +331,7 @@ class SipCore:
         if invite is None or invite.responded:
             sr.respond(481)
             return
-        sr.respond(200)
+        sr.respond(200, to_tag=invite.to_tag)  # §9.2: the same tag as the 487
         invite.respond(487)
         self.handler.handle_cancel(invite)
 

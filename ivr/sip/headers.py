@@ -96,6 +96,7 @@ def param(params: Params, name: str) -> str | None:
 
 
 def format_params(params: Params) -> str:
+    """``;name=value;flag`` for a params tuple."""
     return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
 
 
@@ -117,10 +118,12 @@ class Via:
 
     @property
     def branch(self) -> str | None:
+        """The branch parameter, or None."""
         return param(self.params, "branch")
 
     @property
     def rfc3261_branch(self) -> bool:
+        """Whether the branch has the magic cookie and more (RFC 3261 §17.2.3 matching)."""
         branch = self.branch
         return branch is not None and branch.startswith(BRANCH_COOKIE) and len(branch) > 7
 
@@ -183,6 +186,7 @@ class NameAddr:
 
     @property
     def tag(self) -> str | None:
+        """The tag header parameter ('' for a bare flag), or None."""
         return param(self.params, "tag")
 
     @property
@@ -194,6 +198,7 @@ class NameAddr:
         return _QUOTED_PAIR_RE.sub(r"\1", display[1:-1])
 
     def with_tag(self, tag: str) -> NameAddr:
+        """A copy whose tag parameter is ``tag`` (replacing any other)."""
         params = tuple((n, v) for n, v in self.params if n.lower() != "tag")
         return replace(self, params=(*params, ("tag", tag)))
 
@@ -262,6 +267,8 @@ def _closing_quote(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CSeq:
+    """A CSeq value: sequence number and method."""
+
     number: int
     method: str
 

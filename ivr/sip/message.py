@@ -365,9 +365,11 @@ class Message:
 
     @property
     def call_id(self) -> str:
+        """The Call-ID header ('' when absent)."""
         return self.headers.get("call-id") or ""
 
     def start_line(self) -> str:
+        """The Request-Line or Status-Line, without CRLF."""
         raise TypeError("abstract")
 
     def to_bytes(self) -> bytes:
@@ -487,13 +489,13 @@ def _split_lines(head: str) -> list[str]:
     return lines
 
 
-def _check_version(version: str) -> str | None:
-    """None if ``version`` is SIP/2.0 (any case), a 505 reason if another SIP version."""
+def _check_version(version: str) -> tuple[str, tuple[int, str] | None]:
+    """The version normalized, and a (505 or 400, reason) problem unless it is SIP/2.0."""
     if version.upper() == SIP_VERSION:
-        return None
+        return SIP_VERSION, None
     if _VERSION_RE.match(version):
-        return f"Unsupported SIP version {version!r}"
-    raise SipParseError(f"Malformed SIP-Version {version[:16]!r}")
+        return version, (505, f"Unsupported SIP version {version!r}")
+    return version, (400, f"Malformed SIP-Version {version[:16]!r}")
 
 
 def _header_items(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
@@ -505,7 +507,7 @@ def _header_items(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
     for i in range(1, len(lines)):
         raw = lines[i]
         name, colon, value = raw.partition(":")
-        key = known.get(name)
+        key = known.get(name) if colon else None
         if key is None:
             if not raw:
                 continue
@@ -519,7 +521,7 @@ def _header_items(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
                     items[-1] = (name, f"{value} {folded}" if value else folded)
                 continue
             name = name.rstrip(" \t")
-            key = known.get(name)
+            key = known.get(name) if colon else None
             if key is None:
                 if not colon or not _TOKEN_RE.match(name):
                     error = error or f"Malformed header line {raw[:40]!r}"
@@ -542,27 +544,33 @@ def parse_header_block(head: bytes) -> tuple[str, Headers]:
     return lines[0], Headers._from_normalized(items)
 
 
-def _parse_request_line(line: str) -> tuple[str, str, str, str | None]:
+def _parse_request_line(line: str) -> tuple[str, str, str, tuple[int, str] | None]:
+    """Method, Request-URI, version and the first (status, reason) problem, if any.
+
+    Raises only when the line is not recognisably ``method URI version``; other defects
+    are returned so that the caller can still read the headers (for a ``partial``).
+    """
     parts = line.split(" ")
-    if len(parts) != 3:
+    if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
         # Liberal (RFC 4475 §3.1.2.9/10): runs of SP and trailing SP are ignored.
         parts = [part for part in parts if part]
-        if len(parts) != 3:
-            if len(parts) > 3 and parts[-1][:4].upper() == "SIP/":
-                raise SipParseError("Malformed Request-Line (whitespace in Request-URI)")
+        if len(parts) < 3 or (len(parts) > 3 and parts[-1][:4].upper() != "SIP/"):
             raise SipParseError(f"Malformed Request-Line {line[:60]!r}")
-    method, uri, version = parts
-    if not _TOKEN_RE.match(method):
-        raise SipParseError(f"Malformed method {method[:32]!r}")
-    if uri[0] == "<":
-        raise SipParseError("Request-URI must not be enclosed in <>")
-    if version == SIP_VERSION:
-        return method, uri, version, None
-    problem = _check_version(version)
-    return method, uri, SIP_VERSION if problem is None else version, problem
+    method, uri, version = parts[0], " ".join(parts[1:-1]), parts[-1]
+    problem = None
+    if version != SIP_VERSION:
+        version, problem = _check_version(version)
+    if problem is None:
+        if len(parts) > 3:
+            problem = (400, "Malformed Request-Line (whitespace in Request-URI)")
+        elif not _TOKEN_RE.match(method):
+            problem = (400, f"Malformed method {method[:32]!r}")
+        elif uri[0] == "<":
+            problem = (400, "Request-URI must not be enclosed in <>")
+    return method, uri, version, problem
 
 
-def _parse_status_line(line: str) -> tuple[int, str, str, str | None]:
+def _parse_status_line(line: str) -> tuple[int, str, str, tuple[int, str] | None]:
     version, sp, rest = line.partition(" ")
     if not sp:
         raise SipParseError(f"Malformed Status-Line {line[:60]!r}")
@@ -571,8 +579,8 @@ def _parse_status_line(line: str) -> tuple[int, str, str, str | None]:
         raise SipParseError(f"Bad status code {code[:16]!r}")
     if version == SIP_VERSION:
         return int(code), reason, version, None
-    problem = _check_version(version)
-    return int(code), reason, SIP_VERSION if problem is None else version, problem
+    version, problem = _check_version(version)
+    return int(code), reason, version, problem
 
 
 def parse_message(
@@ -616,14 +624,15 @@ def parse_message(
     complete = body_start > head_end
     first = lines[0]
     if first[:4].upper() == "SIP/":
-        status, reason, version, bad_version = _parse_status_line(first)
+        status, reason, version, problem = _parse_status_line(first)
         method = uri = ""
     else:
-        method, uri, version, bad_version = _parse_request_line(first)
+        method, uri, version, problem = _parse_request_line(first)
         status, reason = 0, ""
     items, error = _header_items(lines)
 
     def fail(reason_text: str, code: int = 400) -> SipParseError:
+        """The error for a defect found after the start line, with the partial message."""
         headers = Headers._from_normalized(items)
         partial: Request | Response = (
             Response(status, reason, headers, b"", version)
@@ -632,8 +641,8 @@ def parse_message(
         )
         return SipParseError(reason_text, code, partial=partial)
 
-    if bad_version is not None:
-        raise fail(bad_version, 505)
+    if problem is not None:
+        raise fail(problem[1], problem[0])
     if error is not None:
         raise fail(error)
     if not complete:

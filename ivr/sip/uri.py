@@ -26,6 +26,15 @@ _HOSTPART_RE = re.compile(
 )
 
 
+# Fast path for plain URIs: no escapes, no ; ? / in the user part, no headers. Whatever it
+# matches the general path would parse the same way; anything else takes that path.
+_PLAIN_SIP_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,]*))?@)?"
+    r"([A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)\Z"
+)
+
+
 class UriError(SipParseError):
     """A malformed URI (a :class:`SipParseError` with status 400)."""
 
@@ -70,10 +79,12 @@ class Uri:
         return None
 
     def has_param(self, name: str) -> bool:
+        """Whether the URI carries parameter ``name`` (e.g. ``lr``)."""
         return self.param(name) is not None
 
     @property
     def host_port(self) -> str:
+        """``host`` or ``host:port``."""
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
@@ -101,6 +112,28 @@ def parse_uri(text: str) -> Uri:
     the caller decides whether it is supported (416). Raises :class:`UriError`.
     """
     text = text.strip(" \t")
+    plain = _PLAIN_SIP_RE.match(text)
+    if plain is not None:
+        scheme, user, password, host, port_text, param_text = plain.groups()
+        if host[0] == "[":
+            _check_ipv6(host)
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if not 0 < port < 65536:
+                raise UriError(f"Port out of range: {port}")
+        params: Params = ()
+        if param_text:
+            params = tuple(
+                (name, value if eq else None)
+                for name, eq, value in (item.partition("=") for item in param_text[1:].split(";"))
+            )
+        return Uri(scheme, user, password, host.lower(), port, params, None)
+    return _parse_general(text)
+
+
+def _parse_general(text: str) -> Uri:
+    """parse_uri without the fast path (``text`` already stripped)."""
     match = _SCHEME_RE.match(text)
     if match is None:
         raise UriError(f"URI without scheme: {text[:40]!r}")
@@ -145,10 +178,7 @@ def _parse_sip(scheme: str, rest: str) -> Uri:
         raise UriError(f"Malformed host, port or parameters in URI: {rest[:40]!r}")
     host, port_text, param_text, headers = match.groups()
     if host[0] == "[":
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise UriError(f"Malformed IPv6 reference {host[:48]!r}") from None
+        _check_ipv6(host)
     port = None
     if port_text is not None:
         port = int(port_text)
@@ -167,6 +197,13 @@ def _parse_sip(scheme: str, rest: str) -> Uri:
         params=_parse_params(param_text) if param_text is not None else (),
         headers=headers,
     )
+
+
+def _check_ipv6(host: str) -> None:
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        raise UriError(f"Malformed IPv6 reference {host[:48]!r}") from None
 
 
 def _check_escapes(text: str, what: str) -> None:
