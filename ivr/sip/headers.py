@@ -7,6 +7,7 @@ Every parser accepts the linear white space RFC 3261 allows around ``;``, ``=``,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
@@ -143,6 +144,7 @@ class Via:
         return f"SIP/2.0/{self.transport} {host}{format_params(self.params)}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_via(value: str) -> Via:
     """One via-parm (a Via header line may hold several: see :func:`parse_vias`)."""
     match = _VIA_RE.match(value)
@@ -207,6 +209,7 @@ class NameAddr:
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``"Name" <sip:u@h>;tag=x`` or ``sip:u@h;tag=x`` (params then belong to the header)."""
     text = value.strip(" \t")

@@ -7,6 +7,7 @@ escaping (user, password, parameters, headers) and nowhere else (the host).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Uri:
         return "".join(parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_uri(text: str) -> Uri:
     """Parse ``sip:user:pw@host:port;params?headers``, ``sips:``, ``tel:`` or another scheme.
 
