@@ -145,7 +145,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
     http_port = config.http.port if o.http_port is None else o.http_port
     db_path = o.db or str(config.store.path)
 
-    store = AsyncStore.for_path(db_path, reactor)
+    store = AsyncStore.for_path(db_path, reactor, recordings_dir=config.recordings_dir)
     yield store.start()
     secret = config.sip.auth_secret
     if secret is None:

@@ -16,6 +16,7 @@ PURE_MODULES = (
     "media/rtp.py",
     "media/g711.py",
     "media/player.py",
+    "media/recorder.py",
     "media/phrases.py",
     "registration.py",
     "flows.py",

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
@@ -20,6 +23,7 @@ from twisted.python.threadpool import ThreadPool
 from ivr.routing.state import AuditEntry, UserState
 from ivr.sip.registrar import Binding
 from ivr.store.errors import StoreError
+from ivr.store.protocols import VoicemailMessage
 from ivr.store.sqlite import SqliteStore
 
 __all__ = ["AsyncStore"]
@@ -165,3 +169,40 @@ class AsyncStore:
 
     def auth_secret(self) -> Deferred[bytes]:
         return self.run(lambda s: s.meta.auth_secret())
+
+    # voicemail
+
+    def add_voicemail(
+        self,
+        *,
+        mailbox: str,
+        caller: str,
+        called: str,
+        received_at: datetime,
+        pcm: npt.NDArray[np.int16],
+    ) -> Deferred[VoicemailMessage]:
+        """Write the WAV file (durably), then its row; fires with the stored message."""
+        return self.run(
+            lambda s: s.voicemail.add(
+                mailbox=mailbox, caller=caller, called=called, received_at=received_at, pcm=pcm
+            )
+        )
+
+    def list_voicemail(
+        self, mailbox: str, *, heard: bool | None = None
+    ) -> Deferred[list[VoicemailMessage]]:
+        return self.run(lambda s: s.voicemail.list(mailbox, heard=heard))
+
+    def get_voicemail(self, message_id: int) -> Deferred[VoicemailMessage | None]:
+        return self.run(lambda s: s.voicemail.get(message_id))
+
+    def mark_voicemail_heard(self, message_id: int, heard: bool = True) -> Deferred[bool]:
+        return self.run(lambda s: s.voicemail.mark_heard(message_id, heard))
+
+    def delete_voicemail(self, message_id: int) -> Deferred[bool]:
+        return self.run(lambda s: s.voicemail.delete(message_id))
+
+    def remove_voicemail_orphans(self, *, min_age: float = 600.0) -> Deferred[list[Path]]:
+        """Sweep audio files without a row (left by a crash), judged by the reactor's clock."""
+        now = float(self._reactor.seconds())
+        return self.run(lambda s: s.voicemail.remove_orphans(now, min_age=min_age))

@@ -68,6 +68,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX audit_by_time ON audit (at_epoch)",
         "CREATE INDEX audit_by_user_time ON audit (target_user, at_epoch)",
     ),
+    # 3: voicemail messages (audio in files under the recordings directory) and the
+    # id sequence (ids are taken before the file is written and never reused).
+    (
+        """CREATE TABLE voicemail (
+            id INTEGER PRIMARY KEY,
+            mailbox TEXT NOT NULL,
+            caller TEXT NOT NULL,
+            called TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            received_epoch REAL NOT NULL,
+            duration REAL NOT NULL CHECK (duration >= 0),
+            heard INTEGER NOT NULL DEFAULT 0 CHECK (heard IN (0, 1)),
+            path TEXT NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX voicemail_by_mailbox ON voicemail (mailbox, received_epoch, id)",
+        """CREATE TABLE voicemail_sequence (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            next_id INTEGER NOT NULL CHECK (next_id >= 1)
+        )""",
+        "INSERT INTO voicemail_sequence (id, next_id) VALUES (1, 1)",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -8,8 +8,13 @@ All methods are synchronous and may block: from the reactor, go through
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from ivr.routing.state import AuditEntry, UserState
 from ivr.sip.registrar import Binding
@@ -20,6 +25,8 @@ __all__ = [
     "ProfileStateRepository",
     "RegistrationRepository",
     "Store",
+    "VoicemailMessage",
+    "VoicemailRepository",
 ]
 
 
@@ -81,8 +88,62 @@ class MetaRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoicemailMessage:
+    """One stored message. ``path`` is relative to the recordings directory
+    (``<mailbox>/<id>.wav``); ``duration`` is in seconds."""
+
+    id: int
+    mailbox: str
+    caller: str
+    called: str
+    received_at: datetime
+    duration: float
+    heard: bool
+    path: str
+
+
+class VoicemailRepository(Protocol):
+    """Messages: a row per message, its audio in a WAV file written before the row."""
+
+    def add(
+        self,
+        *,
+        mailbox: str,
+        caller: str,
+        called: str,
+        received_at: datetime,
+        pcm: npt.NDArray[np.int16],
+    ) -> VoicemailMessage:
+        """Store 8 kHz mono ``pcm``: the file is durable before the row is inserted."""
+        ...
+
+    def get(self, message_id: int) -> VoicemailMessage | None: ...
+
+    def mark_heard(self, message_id: int, heard: bool = True) -> bool:
+        """Set the heard flag; False when there is no such message."""
+        ...
+
+    def delete(self, message_id: int) -> bool:
+        """Delete the row, then the file; False when there is no such message."""
+        ...
+
+    def file(self, message: VoicemailMessage) -> Path:
+        """Where the message's WAV file is."""
+        ...
+
+    def remove_orphans(self, now: float, *, min_age: float = 600.0) -> list[Path]:
+        """Delete WAV and temporary files that no row refers to and that were last
+        modified at least ``min_age`` seconds before ``now`` (epoch seconds)."""
+        ...
+
+    def list(self, mailbox: str, *, heard: bool | None = None) -> list[VoicemailMessage]:
+        """The mailbox's messages, oldest first (only heard/unheard ones when given)."""
+        ...
+
+
 class Store(Protocol):
-    """A backend: the four repositories plus atomic state-and-audit writes."""
+    """A backend: the repositories plus atomic state-and-audit writes."""
 
     @property
     def states(self) -> ProfileStateRepository: ...
@@ -95,6 +156,9 @@ class Store(Protocol):
 
     @property
     def meta(self) -> MetaRepository: ...
+
+    @property
+    def voicemail(self) -> VoicemailRepository: ...
 
     def save_state_with_audit(
         self, state: UserState, expected_version: int, entry: AuditEntry

@@ -7,18 +7,29 @@ thread that opened it (sqlite3 enforces this).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
 
 from ivr.routing.state import Activation, AuditEntry, UserState
 from ivr.sip.registrar import Binding
 from ivr.store.codec import decode_datetime, decode_detail, encode_datetime, encode_detail
 from ivr.store.errors import ConflictError, StoreError
+from ivr.store.files import _fsync_dir, atomic_write
 from ivr.store.migrations import current_version, migrate
+from ivr.store.protocols import VoicemailMessage
 
 __all__ = ["SqliteStore"]
 
@@ -311,15 +322,197 @@ class SqliteMetaRepository:
             return secret
 
 
+_VOICEMAIL_RATE = 8000
+_VOICEMAIL_COLUMNS = "id, mailbox, caller, called, received_at, duration, heard, path"
+_MAILBOX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_MESSAGE_FILE = re.compile(r"[1-9][0-9]*\.wav")
+_TEMP_FILE = re.compile(r"\.[1-9][0-9]*\.wav\.[^/]+\.tmp")  # left by a crashed atomic_write
+
+
+def _voicemail(row: tuple[object, ...]) -> VoicemailMessage:
+    message_id, mailbox, caller, called, received_at, duration, heard, path = row
+    return VoicemailMessage(
+        id=int(message_id),  # type: ignore[call-overload]
+        mailbox=str(mailbox),
+        caller=str(caller),
+        called=str(called),
+        received_at=decode_datetime(str(received_at)),
+        duration=float(duration),  # type: ignore[arg-type]
+        heard=bool(heard),
+        path=str(path),
+    )
+
+
+def _wav_bytes(pcm: npt.NDArray[np.int16]) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, pcm, _VOICEMAIL_RATE, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class SqliteVoicemailRepository:
+    """:class:`~ivr.store.protocols.VoicemailRepository` on SQLite plus WAV files in
+    ``root/<mailbox>/<id>.wav`` (8 kHz mono 16-bit PCM).
+
+    Invariant: a row always points at a complete, durable file. ``add`` takes an id
+    (committed, never reused), writes the file with :func:`atomic_write` (fsync of file
+    and directory), then inserts the row. ``delete`` commits the row's removal, then
+    unlinks the file. A crash between the two steps of either leaves a file without a
+    row, never the reverse; :meth:`remove_orphans` sweeps such files.
+    """
+
+    __slots__ = ("_db", "root")
+
+    def __init__(self, db: _Db, root: Path | None) -> None:
+        self._db = db
+        self.root = root
+
+    def _root(self) -> Path:
+        if self.root is None:
+            raise StoreError("no recordings directory: open the store with recordings_dir")
+        return self.root
+
+    def add(
+        self,
+        *,
+        mailbox: str,
+        caller: str,
+        called: str,
+        received_at: datetime,
+        pcm: npt.NDArray[np.int16],
+    ) -> VoicemailMessage:
+        if not _MAILBOX.fullmatch(mailbox):
+            raise ValueError(f"invalid mailbox {mailbox!r}")
+        at = encode_datetime(received_at)  # a naive datetime is refused before any write
+        samples = np.asarray(pcm)
+        if samples.dtype != np.int16 or samples.ndim != 1 or len(samples) == 0:
+            raise ValueError("pcm must be a non-empty 1-D int16 array")
+        data = _wav_bytes(samples)
+        root = self._root()
+        with self._db.write() as conn:
+            (message_id,) = conn.execute(
+                "SELECT next_id FROM voicemail_sequence WHERE id = 1"
+            ).fetchone()
+            conn.execute("UPDATE voicemail_sequence SET next_id = next_id + 1 WHERE id = 1")
+        message = VoicemailMessage(
+            id=int(message_id),
+            mailbox=mailbox,
+            caller=caller,
+            called=called,
+            received_at=received_at,
+            duration=len(samples) / _VOICEMAIL_RATE,
+            heard=False,
+            path=f"{mailbox}/{message_id}.wav",
+        )
+        path = root / message.path
+        for directory in (root, path.parent):
+            if not directory.is_dir():
+                directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+                _fsync_dir(str(directory.parent))
+        atomic_write(path, data)
+        try:
+            with self._db.write() as conn:
+                if not path.is_file():  # swept meanwhile (remove_orphans holds this lock)
+                    raise StoreError(f"{path} vanished before its row was written")
+                conn.execute(
+                    f"INSERT INTO voicemail ({_VOICEMAIL_COLUMNS}, received_epoch) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message.id,
+                        mailbox,
+                        caller,
+                        called,
+                        at,
+                        message.duration,
+                        0,
+                        message.path,
+                        received_at.timestamp(),
+                    ),
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return message
+
+    def get(self, message_id: int) -> VoicemailMessage | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                f"SELECT {_VOICEMAIL_COLUMNS} FROM voicemail WHERE id = ?", (message_id,)
+            ).fetchone()
+        return None if row is None else _voicemail(row)
+
+    def mark_heard(self, message_id: int, heard: bool = True) -> bool:
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE voicemail SET heard = ? WHERE id = ?", (int(heard), message_id)
+            )
+            return cursor.rowcount > 0
+
+    def delete(self, message_id: int) -> bool:
+        """Row first (committed), then the file: a crash in between leaves an orphan
+        file, never a row without its audio. An unlink failing for another reason than
+        a missing file raises; the orphan is then left to :meth:`remove_orphans`."""
+        root = self._root()
+        with self._db.write() as conn:
+            row = conn.execute("SELECT path FROM voicemail WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM voicemail WHERE id = ?", (message_id,))
+        with contextlib.suppress(FileNotFoundError):
+            (root / str(row[0])).unlink()
+        return True
+
+    def file(self, message: VoicemailMessage) -> Path:
+        return self._root() / message.path
+
+    def remove_orphans(self, now: float, *, min_age: float = 600.0) -> list[Path]:
+        """Runs under the write lock, so no ``add`` can insert a row for a file while
+        it is being judged; ``min_age`` spares files an ``add`` is still finishing."""
+        root = self._root()
+        removed: list[Path] = []
+        if not root.is_dir():
+            return removed
+        with self._db.write() as conn:
+            known = {str(p) for (p,) in conn.execute("SELECT path FROM voicemail")}
+            for directory in sorted(root.iterdir()):
+                if not _MAILBOX.fullmatch(directory.name) or not directory.is_dir():
+                    continue
+                for path in sorted(directory.iterdir()):
+                    name = path.name
+                    if f"{directory.name}/{name}" in known or not (
+                        _MESSAGE_FILE.fullmatch(name) or _TEMP_FILE.fullmatch(name)
+                    ):
+                        continue
+                    try:
+                        st = path.lstat()
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= min_age:
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+        return removed
+
+    def list(self, mailbox: str, *, heard: bool | None = None) -> list[VoicemailMessage]:
+        sql = f"SELECT {_VOICEMAIL_COLUMNS} FROM voicemail WHERE mailbox = ?"
+        args: list[object] = [mailbox]
+        if heard is not None:
+            sql += " AND heard = ?"
+            args.append(int(heard))
+        with self._db.read() as conn:
+            rows = conn.execute(sql + " ORDER BY received_epoch, id", args).fetchall()
+        return [_voicemail(r) for r in rows]
+
+
 class SqliteStore:
     """The SQLite :class:`~ivr.store.protocols.Store`: opens (and migrates) on creation.
 
     WAL journal with ``synchronous=NORMAL``: a committed transaction survives a crash of
     the process (not necessarily a power cut). Foreign keys on; waits up to
-    ``busy_timeout`` seconds for a lock held by another process.
+    ``busy_timeout`` seconds for a lock held by another process. ``recordings_dir`` is
+    where voicemail audio lives (``voicemail`` refuses file work without it).
     """
 
-    __slots__ = ("_db", "audit", "meta", "path", "registrations", "states")
+    __slots__ = ("_db", "audit", "meta", "path", "registrations", "states", "voicemail")
 
     def __init__(
         self,
@@ -327,6 +520,7 @@ class SqliteStore:
         *,
         busy_timeout: float = 5.0,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        recordings_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout)
@@ -346,6 +540,9 @@ class SqliteStore:
         self.audit = SqliteAuditRepository(self._db)
         self.registrations = SqliteRegistrationRepository(self._db)
         self.meta = SqliteMetaRepository(self._db, random_bytes)
+        self.voicemail = SqliteVoicemailRepository(
+            self._db, None if recordings_dir is None else Path(recordings_dir)
+        )
 
     @property
     def schema_version(self) -> int:
