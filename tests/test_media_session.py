@@ -500,3 +500,82 @@ def test_real_udp_loopback_receives_the_frames_and_answers_come_back():
     finally:
         engine.close()
         yield listening.stopListening()
+
+
+# --- DTMF from the received media --------------------------------------------------------
+
+
+def _event_packets(digit_code: int, seq: int, ts: int, *, with_end: bool) -> list[bytes]:
+    """RFC 4733 packets of one press: three updates, then (optionally) three end packets."""
+    out = []
+    for i, duration in enumerate((160, 320, 480)):
+        payload = bytes([digit_code, 10, duration >> 8, duration & 0xFF])
+        packet = RtpPacket(
+            payload_type=101,
+            sequence=seq + i,
+            timestamp=ts,
+            ssrc=0x1234,
+            payload=payload,
+            marker=i == 0,
+        )
+        out.append(packet.pack())
+    if with_end:
+        for i in range(3):
+            payload = bytes([digit_code, 0x80 | 10, 640 >> 8, 640 & 0xFF])
+            end = RtpPacket(
+                payload_type=101, sequence=seq + 3 + i, timestamp=ts, ssrc=0x1234, payload=payload
+            )
+            out.append(end.pack())
+    return out
+
+
+def test_rfc4733_digits_reach_the_listener_once() -> None:
+    reactor, engine = make_engine()
+    stream = open_call(engine, telephone_event_pt=101)
+    digits: list[str] = []
+    stream.listen_for_digits(lambda e: digits.append(e.digit), inband=True)
+    port = reactor.bound[stream.local_port]
+    for data in _event_packets(5, 100, 8000, with_end=True):
+        port.deliver(data, ("192.0.2.10", 4000))
+    run(reactor, 5)
+    assert digits == ["5"]
+
+
+def test_rfc4733_press_whose_end_packets_were_lost_is_still_reported() -> None:
+    reactor, engine = make_engine()
+    stream = open_call(engine, telephone_event_pt=101)
+    digits: list[str] = []
+    stream.listen_for_digits(lambda e: digits.append(e.digit), inband=False)
+    port = reactor.bound[stream.local_port]
+    for data in _event_packets(9, 200, 16000, with_end=False):
+        port.deliver(data, ("192.0.2.10", 4000))
+    run(reactor, 5)
+    assert digits == []
+    run(reactor, 40)  # past the receiver's timeout
+    assert digits == ["9"]
+
+
+def test_inband_digits_are_timed_on_the_reactor_clock() -> None:
+    from ivr.dtmf.generate import generate
+    from ivr.media import g711
+
+    reactor, engine = make_engine()
+    reactor.advance(1000.0)  # the channel opens long after the reactor's epoch
+    stream = open_call(engine)
+    events = []
+    stream.listen_for_digits(events.append, inband=True)
+    port = reactor.bound[stream.local_port]
+    audio = g711.ulaw_encode(generate("7", lead_ms=100, trail_ms=300))
+    for i in range(0, len(audio) - 159, 160):
+        packet = RtpPacket(
+            payload_type=0,
+            sequence=300 + i // 160,
+            timestamp=i,
+            ssrc=0x99,
+            payload=bytes(audio[i : i + 160]),
+        )
+        port.deliver(packet.pack(), ("192.0.2.10", 4000))
+        reactor.advance(TICK)
+    run(reactor, 10)
+    assert [e.digit for e in events] == ["7"]
+    assert 1000.0 < events[0].start < reactor.seconds()

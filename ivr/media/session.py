@@ -14,6 +14,7 @@ work per stream and tick is ~2.5 µs). Incoming packets pass the strict-RTP
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import random
@@ -366,6 +367,16 @@ class MediaStream:
 _IDLE: Final = {codec: bytes((code,)) * FRAME_SAMPLES for codec, code in SILENCE.items()}
 
 
+EXPIRE_EVERY_TICKS: Final = 5  # look for RFC 4733 presses with lost end packets every 100 ms
+
+
+def _on_clock(event: DigitEvent, opened: float) -> DigitEvent:
+    """An in-band event (timed from its channel's start) on the reactor's clock, like
+    RFC 4733 and SIP INFO events, so one press seen two ways merges into one."""
+    end = None if event.end is None else event.end + opened
+    return dataclasses.replace(event, start=event.start + opened, end=end)
+
+
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -424,6 +435,7 @@ class MediaEngine:
         self.frames_skipped = 0
         self.inband = InbandChannels()
         self._inband_streams: dict[int, MediaStream] = {}
+        self._inband_opened: dict[int, float] = {}
 
     @property
     def streams(self) -> tuple[MediaStream, ...]:
@@ -523,20 +535,30 @@ class MediaEngine:
     def _open_inband(self, stream: MediaStream) -> int:
         slot = self.inband.open()
         self._inband_streams[slot] = stream
+        self._inband_opened[slot] = self.reactor.seconds()
         return slot
 
     def _close_inband(self, slot: int) -> None:
         stream = self._inband_streams.pop(slot, None)
+        opened = self._inband_opened.pop(slot, 0.0)
         for event in self.inband.close(slot):
             if stream is not None:
-                stream._digit(event)
+                stream._digit(_on_clock(event, opened))
 
     def _detect_inband(self) -> None:
         """One detector pass over every call that needs in-band DTMF."""
         for slot, event in self.inband.tick():
             stream = self._inband_streams.get(slot)
             if stream is not None:
-                stream._digit(event)
+                stream._digit(_on_clock(event, self._inband_opened.get(slot, 0.0)))
+
+    def _expire_events(self, now: float) -> None:
+        """Report RFC 4733 presses whose end packets were all lost."""
+        for stream in list(self._streams):
+            events = stream._events
+            if events is not None and not stream.closed:
+                for event in events.expire(now):
+                    stream._digit(event)
 
     # --- the tick ----------------------------------------------------------------------
 
@@ -585,3 +607,5 @@ class MediaEngine:
                 self._detect_inband()
             except Exception:
                 _log.failure("in-band DTMF detection failed in the tick")
+        if self.ticks % EXPIRE_EVERY_TICKS == 0:
+            self._expire_events(now)
