@@ -236,6 +236,18 @@ class RtpSender:
         self.octets_sent += len(payload)
         return data + payload
 
+    def audio(self, payload: bytes, marker: bool) -> bytes:
+        """:meth:`packet` for one 20 ms G.711 frame (160 samples): the media tick's hot path."""
+        pt = self.payload_type
+        data = _HEADER.pack(
+            0x80, pt | 0x80 if marker else pt, self.sequence, self.timestamp, self.ssrc
+        )
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + 160) & 0xFFFF_FFFF
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        return data + payload
+
     def skip(self, samples: int) -> None:
         """Let ``samples`` of time pass without sending (the timestamp keeps running)."""
         self.timestamp = (self.timestamp + samples) & 0xFFFF_FFFF

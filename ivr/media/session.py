@@ -99,6 +99,8 @@ class MediaStream:
         self._send_addr: Address | None = None
         self.payload_type: int | None = None
         self.codec: str | None = None
+        self._idle_frame: bytes | None = None
+        self._sending = True
         self.telephone_event_pt: int | None = None
         self.direction = "sendrecv"
         self.peer_host: str | None = None
@@ -190,8 +192,10 @@ class MediaStream:
         self.sender.payload_type = payload_type
         self.payload_type = payload_type
         self.codec = name
+        self._idle_frame = _IDLE[name]
         self.telephone_event_pt = telephone_event_pt
         self.direction = direction
+        self._sending = direction in _SENDING
         if target != self.remote or peer_host != self.peer_host:
             self.latch.reset(target, peer_host)
             self._relatch = self._engine.symmetric_rtp
@@ -292,26 +296,27 @@ class MediaStream:
                     self._finish()
             self.sender.skip(skip * FRAME_SAMPLES)
             self._gap = True
+        sender = self.sender
         for _ in range(send):
             if self.closed:
                 return  # closed by an on_done callback
             player = self._player
             frame = player.next_frame() if player is not None else None
-            if frame is None and idle and self.codec is not None:
-                frame = _IDLE[self.codec]
+            if frame is None and idle:
+                frame = self._idle_frame
             target = self._send_addr
-            if frame is None or target is None or self.direction not in _SENDING:
-                self.sender.skip(FRAME_SAMPLES)
+            if frame is None or target is None or not self._sending:
+                sender.skip(FRAME_SAMPLES)
                 self._gap = True
             else:
-                data = self.sender.packet(frame, FRAME_SAMPLES, marker=self._gap)
+                data = sender.audio(frame, self._gap)
                 self._gap = False
                 try:
                     self._sendto(data, target)
                     self.sent += 1
                 except OSError:
                     self.send_errors += 1
-            if player is not None and player.done and player is self._player:
+            if player is not None and player is self._player and player.done:
                 self._finish()
 
     # --- receiving ---------------------------------------------------------------------
