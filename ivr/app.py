@@ -7,13 +7,14 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ivr import __version__
-from ivr.admin.http import Root, site
+from ivr.admin.service import admin_site, custom_prompts_dir
 from ivr.calls import CallManager, CallServices
 from ivr.config import Config
 from ivr.media.prompts import PromptLibrary
@@ -45,6 +46,7 @@ class Overrides:
     db: str | None = None
     auth_algorithms: tuple[str, ...] | None = None
     auth_uri_check: str | None = None
+    custom_prompts_dir: str | None = None
 
 
 @dataclass
@@ -214,7 +216,8 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
     # A late tick sends up to 10 frames at once: the phone's jitter buffer absorbs a burst,
     # while skipped frames would be gone from the prompt for good.
     media = MediaEngine(reactor, rtp_host, rtp_low, rtp_high, rng, max_burst=10)
-    prompts = PromptLibrary(config.prompts_dir)
+    custom_prompts = Path(o.custom_prompts_dir or custom_prompts_dir(db_path))
+    prompts = PromptLibrary(config.prompts_dir, custom=custom_prompts)
     for lang in ("sv", "en"):
         prompts.preload(lang, prompts.names(lang))
     calls = CallManager(
@@ -229,6 +232,8 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
             now=wall_now,
             rtp_host=rtp_host,
             reactor=reactor,
+            registrar=registrar,
+            store=store,
         )
     )
     application.calls = calls
@@ -255,8 +260,18 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
 
     service.media = media
     service.calls = calls
-    root = Root(health=service.health, profile_view=profile_view(profiles))
-    service._http = reactor.listenTCP(http_port, site(root), interface=http_host)
+    http_site = admin_site(
+        reactor=reactor,
+        config=config,
+        profiles=profiles,
+        store=store,
+        registrar=registrar,
+        health=service.health,
+        profile_view=profile_view(profiles),
+        custom_prompts=custom_prompts,
+        now=wall_now,
+    )
+    service._http = reactor.listenTCP(http_port, http_site, interface=http_host)
     service.http_port = service._http.getHost().port
 
     flush = task.LoopingCall(service.flush_bindings)

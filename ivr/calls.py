@@ -1,8 +1,19 @@
 """Call control: one controller per call, between SIP dialogs, media and the profile core.
 
-Today the calls it serves are feature-code calls: a device that proves its identity
-dials ``*23*2*1300#``; the command is stored (with its audit entry), the call is
-answered, the confirmation is played, and we hang up when the prompt ends.
+:class:`CallManager` is the SIP application's call handler. Every INVITE comes from a
+device that proves its identity (407 digest challenge); then:
+
+- **feature codes** (``*23*2*1300#``): the command is stored (with its audit entry),
+  the call is answered, the confirmation is played, and we hang up
+  (:class:`ivr.media_calls.FeatureCall`);
+- **calls to a user** (extension, DID or mobile number): the routing core decides from
+  the user's profile (:class:`ivr.user_calls.UserCall`); a ring forks to every
+  registered contact of the named devices through the pure B2BUA core (:mod:`ivr.b2bua`);
+  a spoken redirect and voicemail are answered by us
+  (:class:`ivr.media_calls.Announcement`); Stör ej is 486; a forward routes again.
+
+In-dialog requests and ACKs go to the dialog's owner (:class:`DialogOwner`); a CANCEL to
+whoever holds the unanswered INVITE (:class:`Pending`).
 """
 
 from __future__ import annotations
@@ -11,43 +22,28 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
+from ivr.b2bua import Target, contact_uri, forwarded_max_forwards, loops_back, target_for
 from ivr.config import Config, User
-from ivr.confirm import confirmation
-from ivr.dtmf.events import DigitEvent
-from ivr.dtmf.info import CONTENT_TYPES as INFO_CONTENT_TYPES
-from ivr.dtmf.info import InfoBodyError, parse_info
-from ivr.dtmf.merge import DigitMerger
-from ivr.flows import (
-    CancelTimer,
-    Execute,
-    FlowRunner,
-    Hangup,
-    Play,
-    ProfileMenu,
-    StartTimer,
-    StopPrompt,
-)
 from ivr.media.prompts import PromptLibrary
-from ivr.media.session import MediaEngine, MediaStream, NoFreePort
+from ivr.media.session import MediaEngine
+from ivr.media_calls import FeatureCall, open_media
 from ivr.profile_service import ProfileService
 from ivr.registration import RegistrationService
-from ivr.routing.commands import PROFILE_COMMANDS, CommandResult
-from ivr.routing.features import FeatureCommand, Interactive, InvalidCode
-from ivr.sip import sdp
-from ivr.sip.core import ALLOWED_METHODS, Peer, ServerRequest, SipCore
-from ivr.sip.dialog import Dialog, DialogError, DialogTable
+from ivr.routing.model import Device
+from ivr.sip.core import Peer, ServerRequest, SipCore
+from ivr.sip.dialog import Dialog, DialogError, DialogId, DialogTable
 from ivr.sip.message import Request, Response
+from ivr.sip.registrar import Registrar
 from ivr.sip.transaction import ack_key, tag_of
 from ivr.sip.uri import UriError, parse_uri
 from ivr.sipapp import log_auth_failure
+from ivr.user_calls import UserCall
 
 log = Logger(namespace="ivr.calls")
-
-AGENT = "ivr"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,242 +60,22 @@ class CallServices:
     now: Callable[[], datetime]
     rtp_host: str
     reactor: Any
+    registrar: Registrar | None = None
+    store: Any = None  # where voicemail goes (ivr.voicemail.VoicemailSink)
 
 
-class FeatureCall:
-    """A feature-code call: execute, answer, confirm by voice, hang up."""
+class DialogOwner(Protocol):
+    """Whoever answers a dialog's in-dialog requests and ACKs."""
 
-    def __init__(
-        self,
-        manager: CallManager,
-        invite: ServerRequest,
-        user: User,
-        actor: str,
-        stream: MediaStream,
-        offer: sdp.SessionDescription | None,
-        our_sdp: sdp.SessionDescription,
-    ) -> None:
-        self.manager = manager
-        self.invite = invite
-        self.user = user
-        self.actor = actor
-        self.stream = stream
-        self.offer = offer
-        self.our_sdp = our_sdp
-        self.local_tag = manager.services.rng.getrandbits(48).to_bytes(6, "big").hex()
-        self.dialog: Dialog | None = None
-        self.words: list[str] = []
-        self.state = "executing"
-        self.menu: FlowRunner | None = None
-        self.digits = DigitMerger()
-        self._timers: dict[str, Any] = {}
+    def in_dialog(self, request: ServerRequest, dialog: Dialog) -> None: ...
+    def acked(self, ack: Request, dialog: Dialog) -> None: ...
+    def ack_timed_out(self, dialog: Dialog) -> None: ...
 
-    # -- answering -----------------------------------------------------------------
 
-    def execute(self, dialled: str) -> None:
-        services = self.manager.services
-        parsed = services.config.feature_codes.parse(dialled)
-        if isinstance(parsed, Interactive):
-            clock = services.config.company.clock if self.user.language == "en" else None
-            self.menu = FlowRunner(
-                ProfileMenu(services.config.rules, self.user.language, clock=clock)
-            )
-            self._answer(None, None)
-            return
-        command: FeatureCommand | None = None
-        if not isinstance(parsed, InvalidCode) and isinstance(parsed, PROFILE_COMMANDS):
-            command = parsed
-        if command is None:
-            reason = parsed.reason if isinstance(parsed, InvalidCode) else "not available"
-            log.info("invalid feature code from {actor}: {reason}", actor=self.actor, reason=reason)
-            self._answer(None, None)
-            return
-        d = services.profiles.execute(self.user.extension, command, actor=self.actor, via="phone")
-        d.addCallbacks(lambda result: self._answer(command, result), self._failed)
+class Pending(Protocol):
+    """An INVITE not answered yet: the caller may still CANCEL it."""
 
-    def _answer(self, command: FeatureCommand | None, result: CommandResult | None) -> None:
-        if self.state != "executing":
-            return  # cancelled meanwhile: the core has answered 487
-        services = self.manager.services
-        company = services.config.company
-        self.words = confirmation(
-            command,
-            result,
-            rules=services.config.rules,
-            lang=self.user.language,
-            clock=company.clock if self.user.language == "en" else None,
-            now=services.now(),
-        )
-        contact = self.manager.contact(self.invite.peer)
-        try:
-            self.dialog = Dialog.as_uas(self.invite.request, self.local_tag, contact)
-        except DialogError as exc:
-            self._reject(400, exc.reason)
-            return
-        self.state = "answered"
-        self.manager.dialogs.add(self.dialog)
-        self.manager.calls[self.dialog.id] = self
-        self.invite.respond(
-            200,
-            to_tag=self.local_tag,
-            headers=[
-                ("Contact", contact),
-                ("Allow", ", ".join(ALLOWED_METHODS)),
-                ("Content-Type", "application/sdp"),
-            ],
-            body=self.our_sdp.encode(),
-        )
-
-    def _failed(self, failure: Any) -> None:
-        log.failure("feature code failed for {actor}", failure, actor=self.actor)
-        self._reject(500, "Profile change failed")
-
-    def _reject(self, status: int, reason: str) -> None:
-        if self.state == "executing":
-            self.invite.respond(status, reason)
-        self.end()
-
-    # -- in the dialog ---------------------------------------------------------------
-
-    def acked(self, ack: Request) -> None:
-        if self.state != "answered":
-            return
-        if self.offer is None:
-            try:
-                media = sdp.accept_answer(self.our_sdp, sdp.parse_sdp(ack.body))
-                self.stream.apply(media, peer_host=self.invite.peer.host)
-            except (sdp.SdpError, ValueError) as exc:
-                log.info("bad SDP in ACK from {actor}: {err}", actor=self.actor, err=exc)
-                self.hang_up()
-                return
-        self.state = "playing"
-        if self.menu is None:
-            self.play(self.words, self.hang_up)
-            return
-        self.stream.listen_for_digits(self.digit, inband=True)
-        self.perform(self.menu.start(self._clock()))
-
-    def play(self, words: Sequence[str], on_done: Callable[[], None]) -> None:
-        services = self.manager.services
-        codec = self.stream.codec or "PCMU"
-        try:
-            player = services.prompts.player(self.user.language, words, codec)
-        except KeyError as exc:
-            log.error("missing prompt: {err}", err=exc)
-            self.hang_up()
-            return
-        self.stream.play(player, on_done=on_done)
-
-    # -- the keypad menu ---------------------------------------------------------------
-
-    def _clock(self) -> float:
-        return float(self.manager.services.reactor.seconds())
-
-    def digit(self, event: DigitEvent) -> None:
-        """A key press from RFC 4733, SIP INFO or in-band tones (each press once)."""
-        if self.menu is None or self.state != "playing" or self.digits.add(event) is None:
-            return
-        self.perform(self.menu.digit(event, self._clock()))
-
-    def perform(self, actions: Sequence[object]) -> None:
-        """Carry out what the menu asks for."""
-        for action in actions:
-            if self.state != "playing":
-                return
-            if isinstance(action, Play):
-                self.play(action.prompts, self._prompt_finished)
-            elif isinstance(action, StopPrompt):
-                self.stream.stop()
-            elif isinstance(action, StartTimer):
-                self._cancel_timer(action.name)
-                reactor = self.manager.services.reactor
-                self._timers[action.name] = reactor.callLater(
-                    action.delay, self._timer_fired, action.name
-                )
-            elif isinstance(action, CancelTimer):
-                self._cancel_timer(action.name)
-            elif isinstance(action, Execute):
-                self._execute(action.command)
-            elif isinstance(action, Hangup):
-                self.hang_up()
-
-    def _prompt_finished(self) -> None:
-        if self.menu is not None:
-            self.perform(self.menu.prompt_finished(self._clock()))
-
-    def _timer_fired(self, name: str) -> None:
-        self._timers.pop(name, None)
-        if self.menu is not None:
-            self.perform(self.menu.timer_fired(name, self._clock()))
-
-    def _cancel_timer(self, name: str) -> None:
-        call = self._timers.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
-
-    def _execute(self, command: FeatureCommand) -> None:
-        services = self.manager.services
-        d = services.profiles.execute(self.user.extension, command, actor=self.actor, via="ivr")
-
-        def done(result: CommandResult) -> None:
-            if self.menu is not None and self.state == "playing":
-                self.perform(self.menu.command_done(result, services.now(), self._clock()))
-
-        def failed(failure: Any) -> None:
-            log.failure("menu command failed for {actor}", failure, actor=self.actor)
-            self.hang_up()
-
-        d.addCallbacks(done, failed)
-
-    def info(self, request: ServerRequest) -> None:
-        """SIP INFO in the dialog: a DTMF relay body (RFC 2976 usage)."""
-        req = request.request
-        try:
-            event = parse_info(req.headers.get("content-type") or "", req.body, self._clock())
-        except InfoBodyError as exc:
-            headers = [("Accept", ", ".join(INFO_CONTENT_TYPES))] if exc.status == 415 else []
-            request.respond(exc.status, str(exc)[:120], headers=headers)
-            return
-        request.respond(200)
-        self.digit(event)
-
-    def hang_up(self) -> None:
-        """The prompt ended (or cannot play): send BYE, then clean up."""
-        if self.state not in ("answered", "playing") or self.dialog is None:
-            return
-        self.state = "hanging-up"
-        for name in list(self._timers):
-            self._cancel_timer(name)
-        self.stream.stop()
-        core = self.manager.services.core
-        peer = self.invite.peer
-        bye = self.dialog.create_request("BYE", core.ids, core.host, core.port, peer.transport)
-        bye.headers.set("via", core.via_value(peer))
-        core.send_request(bye, peer, self._bye_answered)
-
-    def _bye_answered(self, response: Response | None) -> None:
-        if response is None or response.status >= 200:
-            self.end()
-
-    def remote_bye(self, request: ServerRequest) -> None:
-        request.respond(200)
-        self.end()
-
-    def cancelled(self) -> None:
-        self.end()
-
-    def end(self) -> None:
-        if self.state == "ended":
-            return
-        self.state = "ended"
-        for name in list(self._timers):
-            self._cancel_timer(name)
-        self.stream.close()
-        if self.dialog is not None:
-            self.dialog.terminate()
-            self.manager.dialogs.remove(self.dialog.id)
-            self.manager.calls.pop(self.dialog.id, None)
-        self.manager.pending.pop(id(self.invite), None)
+    def cancelled(self) -> None: ...
 
 
 class CallManager:
@@ -308,24 +84,60 @@ class CallManager:
     def __init__(self, services: CallServices) -> None:
         self.services = services
         self.dialogs = DialogTable()
-        self.calls: dict[tuple[str, str, str], FeatureCall] = {}
-        self.pending: dict[int, FeatureCall] = {}
+        self.owners: dict[DialogId, DialogOwner] = {}
+        self.pending: dict[int, Pending] = {}
 
     @property
     def active_calls(self) -> int:
-        return len({id(c) for c in (*self.calls.values(), *self.pending.values())})
+        return len({id(c) for c in (*self.owners.values(), *self.pending.values())})
 
     def contact(self, peer: Peer) -> str:
         core = self.services.core
-        host = f"[{core.host}]" if ":" in core.host else core.host
-        return f"<sip:{AGENT}@{host}:{core.port};transport={peer.transport}>"
+        return contact_uri(core.host, core.port, peer.transport)
+
+    def track(self, dialog: Dialog, owner: DialogOwner) -> None:
+        self.dialogs.add(dialog)
+        self.owners[dialog.id] = owner
+
+    def untrack(self, dialog_id: DialogId) -> None:
+        self.dialogs.remove(dialog_id)
+        self.owners.pop(dialog_id, None)
+
+    def forget(self, invite: ServerRequest, owner: object) -> None:
+        """``invite`` is no longer ``owner``'s to answer."""
+        if self.pending.get(id(invite)) is owner:
+            del self.pending[id(invite)]
+
+    # -- where users are -------------------------------------------------------------------
+
+    def _bindings(self, device: Device) -> list[Any]:
+        registrar = self.services.registrar
+        if registrar is None or not device.is_sip:
+            return []
+        aor = f"sip:{device.username}@{self.services.config.sip.domain}"
+        return registrar.lookup(aor, self.services.core.now())
+
+    def online(self, user: User) -> frozenset[str]:
+        """The ids of the user's SIP devices with a live registration."""
+        return frozenset(d.id for d in user.devices if self._bindings(d))
+
+    def targets(self, devices: Sequence[Device]) -> list[Target]:
+        """Every registered contact of ``devices`` (mobiles need the trunk: none yet)."""
+        found: list[Target] = []
+        for device in devices:
+            for binding in self._bindings(device):
+                target = target_for(binding.contact, binding.source, device.id)
+                if target is not None:
+                    found.append(target)
+        return found
 
     # -- CallHandler -------------------------------------------------------------------
 
     def handle_invite(self, request: ServerRequest) -> None:
         req = request.request
         if tag_of(req.headers.get("to") or "") is not None:
-            self._reinvite(request)
+            if not self.handle_in_dialog(request):
+                request.respond(481)
             return
         try:
             dialled = parse_uri(req.uri).user_decoded or ""
@@ -333,10 +145,11 @@ class CallManager:
             request.respond(400, f"Bad Request-URI: {exc}")
             return
         services = self.services
-        if not services.config.feature_codes.is_feature_code(dialled):
-            request.respond(404, "No such feature code")
+        core = services.core
+        if loops_back(req, core.host, core.port):
+            request.respond(482, "Loop Detected")
             return
-        now = services.core.now()
+        now = core.now()
         username, refusal = services.auth.authenticate(req, str(request.peer), now, proxy=True)
         if refusal is not None:
             if refusal.failure is not None:
@@ -348,62 +161,26 @@ class CallManager:
             request.respond(403, "Unknown device")
             return
         user, _device = found
-        self._start(request, dialled, user, username or "")
+        if services.config.feature_codes.is_feature_code(dialled):
+            self._feature_call(request, dialled, user, username or "")
+        else:
+            self._user_call(request, dialled, user)
 
-    def _start(self, request: ServerRequest, dialled: str, user: User, actor: str) -> None:
-        req = request.request
-        services = self.services
-        offer = None
-        if req.body:
-            kind = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-            if kind != "application/sdp":
-                request.respond(415, headers=[("Accept", "application/sdp")])
-                return
-            try:
-                offer = sdp.parse_sdp(req.body)
-            except sdp.SdpError as exc:
-                request.respond(400, f"Bad SDP: {exc}"[:120])
-                return
-        try:
-            stream = services.media.open_stream(peer_host=request.peer.host)
-        except NoFreePort:
-            request.respond(503, "No media port free")
-            return
-        session_id = services.rng.getrandbits(31)
-        try:
-            if offer is not None:
-                answer = sdp.answer(
-                    offer, services.rtp_host, stream.local_port, session_id=session_id, version=1
-                )
-                stream.apply(answer.media, peer_host=request.peer.host)
-                ours = answer.sdp
-            else:
-                ours = sdp.make_offer(
-                    services.rtp_host, stream.local_port, session_id=session_id, version=1
-                )
-        except sdp.NoCommonCodec as exc:
-            stream.close()
-            request.respond(488, headers=[("Warning", exc.warning(AGENT))])
-            return
-        call = FeatureCall(self, request, user, actor, stream, offer, ours)
-        self.pending[id(request)] = call
-        call.execute(dialled)
+    def _feature_call(self, request: ServerRequest, dialled: str, user: User, actor: str) -> None:
+        media = open_media(self.services, request)
+        if media is not None:
+            FeatureCall(self, request, user, actor, media).execute(dialled)
 
-    def _reinvite(self, request: ServerRequest) -> None:
-        try:
-            dialog = self.dialogs.lookup(request.request)
-        except DialogError as exc:
-            request.respond(exc.status or 481)
+    def _user_call(self, request: ServerRequest, dialled: str, caller: User) -> None:
+        callee = self.services.config.user_by_number(dialled)
+        if callee is None:
+            request.respond(404, "No such user")
             return
-        call = self.calls.get(dialog.id) if dialog is not None else None
-        if call is None:
-            request.respond(481)
+        hops = forwarded_max_forwards(request.request)
+        if hops is None:
+            request.respond(483)
             return
-        request.respond(
-            200,
-            headers=[("Contact", self.contact(request.peer)), ("Content-Type", "application/sdp")],
-            body=call.our_sdp.encode(),
-        )
+        UserCall(self, request, caller, hops).route(callee, dialled)
 
     def handle_in_dialog(self, request: ServerRequest) -> bool:
         try:
@@ -417,21 +194,18 @@ class CallManager:
         if problem is not None:
             request.respond(500, problem)
             return True
-        call = self.calls.get(dialog.id)
-        method = request.request.method
-        if method == "BYE" and call is not None:
-            call.remote_bye(request)
-        elif method == "INFO" and call is not None and request.request.body:
-            call.info(request)
+        owner = self.owners.get(dialog.id)
+        if owner is None:
+            request.respond(481)
         else:
-            request.respond(200)
+            owner.in_dialog(request, dialog)
         return True
 
     def handle_ack(self, request: Request, peer: Peer) -> None:
         dialog = self.dialogs.find_request(request)
-        call = self.calls.get(dialog.id) if dialog is not None else None
-        if call is not None:
-            call.acked(request)
+        owner = self.owners.get(dialog.id) if dialog is not None else None
+        if owner is not None and dialog is not None:
+            owner.acked(request, dialog)
 
     def handle_cancel(self, cancelled: ServerRequest) -> None:
         call = self.pending.get(id(cancelled))
@@ -440,6 +214,8 @@ class CallManager:
 
     def handle_ack_timeout(self, response: Response) -> None:
         call_id, remote_tag, local_tag, _ = ack_key(response)
-        call = self.calls.get((call_id, local_tag or "", remote_tag or ""))
-        if call is not None:
-            call.hang_up()
+        dialog_id = (call_id, local_tag or "", remote_tag or "")
+        dialog = self.dialogs.get(dialog_id)
+        owner = self.owners.get(dialog_id)
+        if owner is not None and dialog is not None:
+            owner.ack_timed_out(dialog)

@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     dtmf_cli.register(sub)
 
+    from ivr.admin import cli as admin_cli
+
+    admin_cli.register(sub)
+
     return parser
 
 

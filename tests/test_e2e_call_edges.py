@@ -190,9 +190,10 @@ def audit_actions(service: RunningService, user: str = "1001") -> list[str]:
         return [entry.action for entry in store.audit.query(user=user)]
 
 
-def frames_of(words: list[str], lang: str = "sv") -> int:
-    """How many 20 ms frames the prompt sequence lasts."""
-    return round(sum(LIBRARY.duration(lang, w) for w in words) / 0.02)
+def frames_of(words: list[str], lang: str = "sv", codec: str = "PCMA") -> int:
+    """How many 20 ms frames of the prompt sequence carry sound (as ``speech`` counts)."""
+    audio = b"".join(LIBRARY.encoded(lang, w, codec) for w in words)
+    return sum(1 for i in range(0, len(audio), 160) if set(audio[i : i + 160]) - SILENT)
 
 
 def lunch_words(view: dict[str, object], now: datetime) -> list[str]:

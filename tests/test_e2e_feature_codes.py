@@ -96,9 +96,12 @@ def speech_frames(sink: RtpSink) -> int:
     return sum(1 for *_, payload in sink.audio() if set(payload) - silent)
 
 
-def expected_frames(words: list[str], lang: str = "sv") -> int:
+def expected_frames(words: list[str], lang: str = "sv", codec: str = "PCMA") -> int:
+    """Frames of the prompt sequence that carry sound (as speech_frames counts them)."""
     library = PromptLibrary(REPO / "prompts")
-    return round(sum(library.duration(lang, w) for w in words) / 0.02)
+    audio = b"".join(library.encoded(lang, w, codec) for w in words)
+    silent = {0xD5, 0xFF, 0x55, 0x7F}
+    return sum(1 for i in range(0, len(audio), 160) if set(audio[i : i + 160]) - silent)
 
 
 def audit(service, user: str) -> list:

@@ -17,6 +17,7 @@ PURE_MODULES = (
     "media/g711.py",
     "media/player.py",
     "media/recorder.py",
+    "b2bua.py",
     "media/phrases.py",
     "registration.py",
     "flows.py",

@@ -1,9 +1,11 @@
 """In-band DTMF detection over many channels at once (ITU-T Q.24).
 
-Every channel is cut into 20 ms Hann-windowed frames, one every 5 ms. Each frame is projected onto
-the eight DTMF frequencies (stacked matrix products over all channels' 5 ms sub-blocks, summed per
-frame), and the frames that pass the cheap checks also onto the DFT bins below 600 Hz. From that a
-frame gets, for the strongest tone of each group:
+Every channel is cut into 20 ms Hann-windowed frames, one every 5 ms, and each frame is projected
+onto the eight DTMF frequencies. For a media tick (a few frames of many channels) that is one
+matrix product per frame over all channels, each reading its window straight from a row holding
+the channel's last 15 ms and the new samples; for a long block, one product per position of a
+5 ms sub-block in a frame, summed along the rows. From the complex coefficients a frame gets, for
+the strongest tone of each group:
 
 * its power, corrected for the window's scalloping loss (level and twist checks);
 * its frequency deviation, from the phase advance between consecutive frames;
@@ -16,15 +18,25 @@ channel makes a key press of an unbroken run of frames holding one digit with ``
 strong frames (>= 40 ms tones pass, <= 23 ms fail, speech and music very rarely get there) and
 ends it after ``OFF_FRAMES`` frames without it, so 10 ms drop-outs are bridged and 40 ms pauses
 split. Presses are reported when they end, with start and end times.
+
+The costly steps only see what can change the outcome, and give exactly what a full analysis
+would: channels too quiet for the level check are left out of a tick when they are many (an
+energy bound), purity is computed only for frames that pass the other checks and can still
+affect a state machine (the only frames copied out, then projected onto the DFT bins below
+600 Hz), and the state machines of all channels live in one integer array: many busy channels
+step through a tick's frames together (vector operations per frame), a few run in Python over
+their runs of equal frames. Products stay under OpenBLAS's threading threshold and scratch arrays
+are reused from tick to tick (no helper threads spinning, no page faults).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ivr.dtmf.events import DigitEvent
 from ivr.dtmf.generate import HIGH, LOW
@@ -50,9 +62,18 @@ EDGE_S = 0.008  # a reported edge lies this far outside the first/last frame cen
 
 BLAS_SERIAL_MNK = 262_144  # OpenBLAS runs a product single-threaded below this m * n * k
 BLAS_SERIAL_GEMV = 9_216  # ... and a matrix-vector product below this m * n
-PASS_FRAMES = 2048  # frames analysed per pass (all channels): keeps the working set in cache
+PASS_FRAMES = 32768  # frames analysed per pass (all channels): bounds the working set
+FEW_FRAMES = 16  # up to this many frames per pass come from one product each
+QUIET_SHARE = 0.3  # share of quiet channels in a tick from which they are left out ...
+GATE_RECHECK = 25  # ... else passes until they are counted again
+LOCKSTEP_CHANNELS = 8  # busy channels per frame of a pass from which their state machines step
+#                         together (vector operations per frame) instead of one by one in Python
 FRAME_S = 0.020
 HOP_S = 0.005
+
+# rows of the state machine array (one column per slot), see _Track
+CUR, START, LAST, OFF, CAND, CAND_START, STRONG = range(7)
+IDLE = (-1, 0, 0, 0, -1, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +86,25 @@ class Detection:
 
 
 class _Track:
-    """Run-length state machine of one channel; frame indices are absolute."""
+    """Run-length state machine of one channel; frame indices are absolute.
+
+    The detector keeps every channel's state as a column of its state array (rows ``CUR`` ..
+    ``STRONG``); a track is loaded from and stored back to it around a Python run.
+    """
 
     __slots__ = ("cand", "cand_start", "cur", "last", "off", "start", "strong")
 
-    def __init__(self) -> None:
-        self.cur = -1  # digit code being pressed, or -1
-        self.start = 0  # its first holding frame
-        self.last = 0  # its last holding frame
-        self.off = 0  # frames since then
-        self.cand = -1  # code of the unbroken run of holding frames being watched, or -1
-        self.cand_start = 0
-        self.strong = 0  # strong frames in that run
+    def __init__(self, values: Sequence[int] = IDLE) -> None:
+        # cur: digit code being pressed, or -1; start/last: its first/last holding frame;
+        # off: frames since then; cand: code of the unbroken run of holding frames being
+        # watched, or -1; cand_start: its first frame; strong: strong frames in that run
+        self.cur, self.start, self.last, self.off, self.cand, self.cand_start, self.strong = (
+            int(v) for v in values
+        )
+
+    def values(self) -> tuple[int, int, int, int, int, int, int]:
+        """The state in the order of the state array's rows."""
+        return (self.cur, self.start, self.last, self.off, self.cand, self.cand_start, self.strong)
 
     def run(
         self, code: int, first: int, n: int, strong: int, out: list[tuple[int, int, int]]
@@ -111,11 +139,45 @@ class _Track:
             self.cand_start = first
             self.strong = strong
 
-    def flush(self, out: list[tuple[int, int, int]]) -> None:
-        """End a digit in progress (end of stream or channel removed)."""
-        if self.cur >= 0:
-            out.append((self.cur, self.start, self.last))
-        self.__init__()
+
+def _lockstep(
+    state: np.ndarray, codes: np.ndarray, strong: np.ndarray, first: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """:meth:`_Track.run` one frame at a time for many channels at once.
+
+    ``state`` (7 x channels) is updated in place; returns the presses that ended, as arrays of
+    (column, code, first frame, last frame). Where no candidate is watched (``CAND`` -1) its
+    start and strong count are left as they come (they are unused then), which saves steps.
+    """
+    cur, start, last, off, cand, cand_start, count = state
+    ended = []
+    codes, strong = codes.T.copy(), strong.T.copy()  # a frame's column as one contiguous row
+    for f in range(codes.shape[0]):
+        code, k, t = codes[f], strong[f], first + f
+        pressed = cur >= 0
+        same = (code == cur) & pressed  # the press goes on
+        cont = (code == cand) & (code >= 0)  # the candidate goes on (never while same)
+        count = np.where(cont, count + k, k)
+        cand_start = np.where(cont, cand_start, t)
+        cand = np.where(same, -1, code)
+        off = np.where(same, 0, off + pressed)
+        last = np.where(same, t, last)
+        full = count >= ON_FRAMES
+        end = pressed & ~same & ((off >= OFF_FRAMES) | full)
+        if end.any():
+            rows = np.flatnonzero(end)
+            ended.append((rows, cur[rows], start[rows], last[rows]))
+            cur[rows] = -1
+            off[rows] = 0
+        onset = (cur < 0) & (cand >= 0) & full
+        if onset.any():
+            rows = np.flatnonzero(onset)
+            cur[rows] = cand[rows]
+            start[rows] = cand_start[rows]
+            last[rows] = t
+            cand[rows] = -1
+    state[:] = cur, start, last, off, cand, cand_start, count
+    return ended
 
 
 class InbandDetector:
@@ -135,26 +197,29 @@ class InbandDetector:
         self.rate = rate
         self._win = int(rate * FRAME_S)
         self._hop = int(rate * HOP_S)
+        self._parts = self._win // self._hop
         self._an = _analysis(rate)
         self._frames = 0  # frames analysed so far (all slots share the clock)
         self._fed = 0  # samples fed so far
-        parts, nf2 = self._win // self._hop, 2 * len(FREQS)
-        # per slot, carried from pass to pass (all views into blocks this detector owns):
-        self._raw = np.zeros((0, self._win - self._hop), np.float32)  # samples before the next
-        self._rem = np.zeros((0, 0), np.float32)  # samples short of a whole sub-block
-        self._part = np.zeros((0, parts - 1, nf2), np.float32)  # sums of unfinished frames
-        self._prev = np.zeros((0, nf2), np.float32)  # tone projections of the last frame
-        self._tracks: list[_Track] = []
+        nf2 = 2 * len(FREQS)
+        # per slot, the samples carried into the next pass, in the first _carry columns of _buf:
+        # the last win - hop of the frames so far, then those short of a whole sub-block; the
+        # next pass's rows are _spare (copying between two arrays is faster than within one)
+        self._buf = np.zeros((0, self._win - self._hop), np.float32)
+        self._spare = self._buf
+        self._carry = self._win - self._hop
+        self._prev = np.zeros((0, nf2), np.float32)  # tone coefficients of the last frame
+        self._state = np.zeros((len(IDLE), 0), np.int64)  # state machines, one column per slot
         self._origin: list[int] = []  # samples fed before each slot was assigned
         self._free: list[int] = []
-        self._live: set[int] = set()  # slots whose state machine is not idle
-        for _ in range(channels):
-            self._grow()
+        self._work = _Workspace()
+        self._gate_wait = 0  # passes until the quiet rows are looked for again (see _loud)
+        self._grow(channels)
 
     @property
     def channels(self) -> int:
         """Height of the block :meth:`feed` expects (free slots included)."""
-        return len(self._tracks)
+        return len(self._origin)
 
     def add_channel(self) -> int:
         """Assign a slot to a new call and return its row index."""
@@ -168,9 +233,8 @@ class InbandDetector:
     def remove_channel(self, channel: int) -> list[DigitEvent]:
         """Free a slot; returns the digit that was still pressed on it, if any."""
         self._check(channel)
-        out: list[tuple[int, int, int]] = []
-        self._tracks[channel].flush(out)
-        events = [self._event(channel, *o) for o in out]
+        cur, start, last = (int(v) for v in self._state[[CUR, START, LAST], channel])
+        events = [self._event(channel, cur, start, last)] if cur >= 0 else []
         self._free.append(channel)
         self._reset(channel)
         return events
@@ -178,209 +242,367 @@ class InbandDetector:
     def pressed(self, channel: int) -> str | None:
         """The digit currently held on a channel (for barge-in), or None."""
         self._check(channel)
-        cur = self._tracks[channel].cur
+        cur = int(self._state[CUR, channel])
         return KEYPAD[cur] if cur >= 0 else None
 
     def held(self) -> dict[int, str]:
         """Every channel with a digit held right now (for barge-in)."""
-        return {ch: KEYPAD[self._tracks[ch].cur] for ch in self._live if self._tracks[ch].cur >= 0}
+        cur = self._state[CUR]
+        return {int(ch): KEYPAD[cur[ch]] for ch in np.flatnonzero(cur >= 0)}
 
     def feed(self, block: np.ndarray) -> list[tuple[int, DigitEvent]]:
         """Analyse the next samples of every slot; returns the key presses that ended."""
-        return self._feed_owned(_as_float(block))
+        x = np.asarray(block)
+        return self._feed(x, 32768.0 if x.dtype.kind == "f" else 1.0)
 
-    def _feed_owned(self, x: np.ndarray) -> list[tuple[int, DigitEvent]]:
-        """:meth:`feed` for a float32 block in 16-bit units that the detector may keep."""
+    def _feed(self, x: np.ndarray, scale: float) -> list[tuple[int, DigitEvent]]:
+        """:meth:`feed` for samples that are ``scale`` times 16-bit units."""
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise ValueError(f"block must be ({self.channels}, samples), got {x.shape}")
         step = self._hop * max(1, PASS_FRAMES // max(1, self.channels))
-        first = self._frames
-        found = [self._pass(x[:, i : i + step]) for i in range(0, x.shape[1], step)]
-        found = [f for f in found if f is not None]
-        if not found:
-            return []
-        if len(found) == 1:
-            return self._advance(*found[0], first)
-        codes, strong = (np.concatenate(parts, axis=1) for parts in zip(*found, strict=True))
-        return self._advance(codes, strong, first)
+        events: list[tuple[int, DigitEvent]] = []
+        for i in range(0, x.shape[1], step):
+            events += self._pass(x[:, i : i + step], scale)
+        return events
 
-    def _pass(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Analyse one cache-sized slice: (codes, strong) of the frames it completes."""
+    def _pass(self, x: np.ndarray, scale: float) -> list[tuple[int, DigitEvent]]:
+        """Analyse one cache-sized slice and run the state machines over the frames it ends."""
         self._fed += x.shape[1]
-        data = x if not self._rem.shape[1] else np.concatenate([self._rem, x], axis=1)
-        nsub = data.shape[1] // self._hop
-        used = nsub * self._hop
-        self._rem = data[:, used:]
-        if not nsub or not self.channels:
-            return None
-        raw = self._raw
-        keep = raw.shape[1]
-        self._raw = (
-            data[:, used - keep : used]
-            if used >= keep
-            else np.concatenate([raw[:, used:], data[:, :used]], axis=1)
-        )
+        chans, hop, carry = self.channels, self._hop, self._carry
+        if not chans:
+            return []
+        keep = self._win - hop
+        width = carry + x.shape[1]
+        if self._buf.shape[1] != width:
+            buf = np.empty((chans, width), np.float32)
+            buf[:, :carry] = self._buf[:, :carry]
+            self._buf, self._spare = buf, np.empty_like(buf)
+        data = self._buf  # [carried samples | this pass's samples]
+        if scale == 1.0:
+            np.copyto(data[:, carry:], x, casting="unsafe")
+        else:
+            np.multiply(x, scale, out=data[:, carry:], casting="unsafe")
+        nsub = (width - keep) // hop
+        used = keep + nsub * hop
+        if not nsub:
+            self._carry = width
+            return []
+        first = self._frames
         self._frames += nsub
-        return _codes(self._features(raw, data[:, :used], nsub))
+        frames = np.ascontiguousarray(data[:, :used])
+        loud = self._loud(frames, nsub)
+        if loud is None:
+            codes, strong, holding = self._analyse(frames, nsub, None)
+        else:
+            codes = np.full((chans, nsub), -1, dtype=np.int64)
+            strong = np.zeros((chans, nsub), dtype=bool)
+            holding = np.zeros(0, dtype=np.int64)
+            if len(loud):
+                rows = self._work.get("loud", (len(loud), used))
+                np.take(frames, loud, axis=0, out=rows, mode="clip")
+                codes[loud], strong[loud], holding = self._analyse(rows, nsub, loud)
+                holding = loud[holding // nsub] * nsub + holding % nsub
+        self._carry = width - used + keep
+        self._spare[:, : self._carry] = data[:, used - keep :]
+        self._buf, self._spare = self._spare, data
+        return self._advance(codes, strong, holding, first)
+
+    def _loud(self, data: np.ndarray, nframes: int) -> np.ndarray | None:
+        """For a short pass (a media tick): the rows (channels) loud enough for any of their
+        frames to pass the level check, or None to analyse them all; the last frame's tone
+        coefficients of the quiet ones are computed here (the next pass needs them).
+
+        By Cauchy-Schwarz a tone's |coefficient|^2 is at most sum(w^2) times the frame's
+        energy, which is at most the row's; the scalloping correction of a frame within the
+        deviation limit is at most that at the limit of the highest tone. Leaving out the quiet
+        rows pays when they are many (calls listening to prompts); when the last check found
+        few, the next is ``GATE_RECHECK`` passes later. The results are the same either way.
+        """
+        if nframes > FEW_FRAMES or self._gate_wait:
+            self._gate_wait = max(self._gate_wait - 1, 0)
+            return None
+        energy = np.matmul(data[:, None, :], data[:, :, None]).reshape(-1)  # fast row dots
+        quiet = energy < self._an.quiet
+        if np.count_nonzero(quiet) < QUIET_SHARE * len(quiet):
+            self._gate_wait = GATE_RECHECK
+            return None
+        last = (nframes - 1) * self._hop
+        window = self._an.window
+        coef = self._work.get("last", (len(quiet), window.shape[1]))
+        _project(data[:, last : last + self._win], window, self._an.rows_window, coef)
+        np.copyto(self._prev, coef, where=quiet[:, None])  # the loud rows' come from _analyse
+        return np.flatnonzero(~quiet)
 
     def flush(self) -> list[tuple[int, DigitEvent]]:
         """End every digit in progress (end of input); the detector stays usable."""
-        events = []
-        for ch in sorted(self._live):
-            out: list[tuple[int, int, int]] = []
-            self._tracks[ch].flush(out)
-            events += [(ch, self._event(ch, *o)) for o in out]
-        self._live.clear()
+        cur, start, last = self._state[CUR], self._state[START], self._state[LAST]
+        events = [
+            (ch, self._event(ch, int(cur[ch]), int(start[ch]), int(last[ch])))
+            for ch in np.flatnonzero(cur >= 0).tolist()
+        ]
+        self._state[:] = np.asarray(IDLE)[:, None]
         return events
 
     # -- internals -------------------------------------------------------------------------
 
-    def _grow(self) -> int:
-        slot = len(self._tracks)
-        self._tracks.append(_Track())
-        self._origin.append(self._fed)
-        for name in ("_raw", "_rem", "_part", "_prev"):
+    def _grow(self, count: int = 1) -> int:
+        """Add ``count`` slots; returns the first."""
+        slot = len(self._origin)
+        self._origin += [self._fed] * count
+        for name in ("_buf", "_spare", "_prev"):
             old = getattr(self, name)
-            setattr(self, name, np.concatenate([old, np.zeros((1, *old.shape[1:]), np.float32)]))
+            new = np.zeros((count, *old.shape[1:]), np.float32)
+            setattr(self, name, np.concatenate([old, new]))
+        idle = np.repeat(np.asarray(IDLE, dtype=np.int64)[:, None], count, axis=1)
+        self._state = np.concatenate([self._state, idle], axis=1)
         return slot
 
     def _reset(self, slot: int) -> None:
-        self._tracks[slot] = _Track()
-        self._live.discard(slot)
+        self._state[:, slot] = IDLE
         self._origin[slot] = self._fed
-        for name in ("_raw", "_rem", "_part", "_prev"):
+        for name in ("_buf", "_prev"):
             getattr(self, name)[slot] = 0.0
 
     def _check(self, channel: int) -> None:
         if not 0 <= channel < self.channels or channel in self._free:
             raise ValueError(f"no such channel: {channel}")
 
-    def _features(self, raw: np.ndarray, new: np.ndarray, nframes: int) -> dict[str, np.ndarray]:
-        """Per (channel, frame): strongest tone per group, its power and deviation, whether
-        level, twist and deviation allow a digit ("plausible"), and for those frames only the
-        power above the low band ("rest", else inf); powers are mean squares in 16-bit units.
+    def _analyse(
+        self, data: np.ndarray, nframes: int, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per (row, frame): the digit code it holds (0-15, else -1) and whether it is strong;
+        plus the flat indices of the holding frames.
 
-        ``new`` holds ``nframes`` whole sub-blocks (hops), each completing one frame; ``raw``
-        the samples before them. A frame's tone projections are the sums of its sub-blocks'
-        products with the matching rows of the windowed basis, so overlapping frames are never
-        copied out; only plausible frames are, for the purity check.
+        ``data`` rows are ``parts - 1 + nframes`` whole sub-blocks (hops): the ones before this
+        pass, then one per frame it completes; they are the channels ``rows`` (None: all).
+        Powers are mean squares in 16-bit units.
         """
-        chans, nf, hop, an = new.shape[0], len(FREQS), self._hop, self._an
-        parts = self._win // hop
-        sub = np.ascontiguousarray(new).reshape(chans * nframes, hop)
-        acc = np.empty((chans, nframes + parts - 1, 2 * nf), dtype=np.float32)
-        acc[:, : parts - 1] = self._part
-        acc[:, parts - 1 :] = _project(sub, an.parts[0], an.rows_parts).reshape(chans, nframes, -1)
-        for j in range(1, parts):  # sub-block i is part j of the frame at acc[parts - 1 - j + i]
-            prod = _project(sub, an.parts[j], an.rows_parts).reshape(chans, nframes, -1)
-            acc[:, parts - 1 - j : parts - 1 - j + nframes] += prod
-        self._part = acc[:, nframes:].copy()
-        tones = np.empty((chans, nframes + 1, 2 * nf), dtype=np.float32)
-        tones[:, 0] = self._prev
-        now = tones[:, 1:]
-        now[...] = acc[:, :nframes]
-        self._prev = tones[:, -1].copy()
-        cur = now.reshape(-1, 2 * nf)
-        power = cur[:, :nf] ** 2 + cur[:, nf:] ** 2
-        lo = np.argmax(power[:, :4], axis=1)
-        hi = np.argmax(power[:, 4:], axis=1) + 4
-        # flat index of each frame's row in ``tones`` (the row before it is the previous frame)
-        at = (np.arange(chans)[:, None] * (nframes + 1) + np.arange(1, nframes + 1)).ravel()
-        at *= 2 * nf
-        flat = tones.reshape(-1)
-        p_lo, dev_lo = self._tone(flat, at, lo)
-        p_hi, dev_hi = self._tone(flat, at, hi)
-        plausible = _plausible(p_lo, p_hi, np.maximum(np.abs(dev_lo), np.abs(dev_hi)))
-        rest = np.full(chans * nframes, np.inf, dtype=np.float32)
-        pick = np.flatnonzero(plausible)
-        if len(pick):
-            rows, row_of = np.unique(pick // nframes, return_inverse=True)
-            src = np.concatenate([raw[rows], new[rows]], axis=1)
-            frames = sliding_window_view(src, self._win, axis=1)[:, ::hop]
-            windows = frames[row_of, pick % nframes]
-            low = _project(windows, an.low, an.rows_low)
-            total = _project(np.square(windows), an.wsq, an.rows_low)[:, 0]
-            rest[pick] = total - np.square(low).sum(axis=1)
+        chans, nt, work = data.shape[0], len(FREQS), self._work
+        acc = self._coefficients(data, nframes, rows)
+        spec = acc.view(np.complex64)  # (chans, nframes + 1, nt): sum of w x e^-jwn
+        count = chans * nframes
+        sq = np.square(acc[:, 1:], out=work.get("sq", (chans, nframes, 2 * nt)))
+        power = np.add(sq[..., 0::2], sq[..., 1::2], out=work.get("power", (chans, nframes, nt)))
+        # per-frame quantities are planar from here: row 0 the low group, row 1 the high
+        planar = work.get("planar", (nt, count))
+        np.copyto(planar, power.reshape(count, nt).T)
+        peak, tone = _strongest(planar.reshape(2, len(LOW), count))
+        tone += _GROUP_START
+        p, dev = self._tone(spec.reshape(-1), _frame_index(chans, nframes) + tone, peak, tone)
+        p_lo, p_hi = p
+        dev = np.maximum(dev[0], dev[1])
+        plausible = _plausible(p_lo, p_hi, dev)
+        codes = np.full(chans * nframes, -1, dtype=np.int64)
+        strong = np.zeros(chans * nframes, dtype=bool)
+        pick, later = self._that_matter(plausible.reshape(chans, nframes), rows)
+        tones = p_lo + p_hi
+
+        def check(frames: np.ndarray) -> np.ndarray:  # purity: codes, strong; holding frames
+            if not len(frames):
+                return frames
+            rest = self._rest(data, frames, nframes)
+            hold = tones[frames] >= HOLD_PURITY * rest
+            good = hold & (dev[frames] <= ON_DEVIATION) & (tones[frames] >= ON_PURITY * rest)
+            frames = frames[hold]
+            codes[frames] = tone[0, frames] * 4 + tone[1, frames] - 4
+            strong[frames] = good[hold]
+            return frames
+
+        holding = check(pick)
+        if len(later):  # the rest of a closing run counts only when its last frame holds
+            later = check(later[codes[later // nframes * nframes + nframes - 1] >= 0])
+            holding = np.concatenate([holding, later])
         shape = (chans, nframes)
-        return {
-            "lo": lo.reshape(shape),
-            "hi": hi.reshape(shape),
-            "p_lo": p_lo.reshape(shape),
-            "p_hi": p_hi.reshape(shape),
-            "dev_lo": dev_lo.reshape(shape),
-            "dev_hi": dev_hi.reshape(shape),
-            "plausible": plausible.reshape(shape),
-            "rest": rest.reshape(shape),
-        }
+        return codes.reshape(shape), strong.reshape(shape), holding
+
+    def _coefficients(self, data: np.ndarray, nframes: int, rows: np.ndarray | None) -> np.ndarray:
+        """(chans, nframes + 1, 16) tone coefficients (interleaved real, imaginary) of the frame
+        before the pass and of the ``nframes`` frames it completes (row f of ``data`` starting
+        at sample f * hop); ``data`` rows are the channels ``rows`` (None: all).
+
+        A few frames (a media tick) come from one product per frame, each reading its window
+        straight from the rows; many from one product per position j of a sub-block in a frame
+        over all sub-blocks, summed along the rows.
+        """
+        chans, hop, win, parts = data.shape[0], self._hop, self._win, self._parts
+        window = self._an.window
+        nc = window.shape[1]
+        acc = self._work.get("acc", (chans, nframes + 1, nc))
+        acc[:, 0] = self._prev if rows is None else self._prev[rows]
+        now = acc[:, 1:]
+        if nframes <= FEW_FRAMES:
+            for f in range(nframes):
+                x = data[:, f * hop : f * hop + win]
+                _project(x, window, self._an.rows_window, now[:, f])
+        else:
+            span = parts - 1 + nframes
+            part = self._work.get("part", (chans * span, nc))
+            for j in range(parts):
+                basis = window[j * hop : (j + 1) * hop]
+                _project(data.reshape(chans * span, hop), basis, _serial_rows(basis.size), part)
+                frames = part.reshape(chans, span, nc)[:, j : j + nframes]
+                if j:
+                    now += frames
+                else:
+                    now[...] = frames
+        if rows is None:
+            self._prev[...] = acc[:, nframes]
+        else:
+            self._prev[rows] = acc[:, nframes]
+        return acc
 
     def _tone(
-        self, flat: np.ndarray, rows: np.ndarray, idx: np.ndarray
+        self, flat: np.ndarray, pos: np.ndarray, power: np.ndarray, tone: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Scalloping-corrected power and relative deviation of tone ``idx`` in each frame.
+        """Scalloping-corrected power and absolute relative deviation of the tones ``tone``,
+        whose coefficients are at ``pos`` in ``flat`` (the previous frame's ``nt`` before).
 
         The phase advance between consecutive frames, less the nominal tone's, gives the offset:
-        with X = c - js for this frame and Xp for the one before, angle(X conj(Xp) e^-jwH).
+        with X this frame's coefficient and Xp the one before, angle(X conj(Xp) e^-jwH).
         """
-        nf = len(FREQS)
-        at = rows + idx
-        before = at - 2 * nf
-        c, s = flat[at], flat[at + nf]
-        cp, sp = flat[before], flat[before + nf]
-        zr = c * cp + s * sp
-        zi = c * sp - s * cp
-        cos, sin = self._an.spin[0][idx], self._an.spin[1][idx]
-        offset = np.arctan2(zi * cos - zr * sin, zr * cos + zi * sin)  # radians per hop
-        power = (c * c + s * s) * self._an.tone * _horner(self._an.scallop, offset * offset)
-        return power, offset * self._an.dev_scale[idx]
+        an = self._an
+        z = np.take(flat, pos)
+        before = np.take(flat, pos - len(FREQS))
+        z *= np.conj(before, out=before)
+        z *= np.take(an.spin, tone)
+        offset = np.arctan2(z.imag, z.real)  # radians per hop
+        power *= _horner(an.scallop, offset * offset)
+        power *= an.tone
+        offset *= np.take(an.dev_scale, tone)
+        return power, np.abs(offset, out=offset)
+
+    def _that_matter(
+        self, plausible: np.ndarray, rows: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the plausible frames whose purity can change what the state machines
+        do: all of a channel with a press in progress or one that may start in this pass (a run
+        of consecutive plausible frames as long as ``ON_FRAMES``, or one at the start of the
+        pass while a candidate is watched); of any other channel, the run that ends the pass
+        (it may go on). Its other runs are each followed by a frame that holds nothing, which
+        drops whatever candidate they began, and no press can start. ``plausible`` rows are the
+        channels ``rows`` (None: all).
+
+        For a short pass, the second array holds the frames of such a closing run but its
+        last: they matter only when the last frame holds (the candidate carried over is the
+        run of holding frames that ends the pass), which for noise it seldom does.
+        """
+        state, nframes = self._state, plausible.shape[1]
+        if rows is not None:
+            state = state[:, rows]
+        if nframes > ON_FRAMES:
+            pick = self._that_matter_long(np.flatnonzero(plausible), nframes, state)
+            return pick, pick[:0]
+        tail = plausible.copy()  # frames of the run that ends the pass
+        for f in range(nframes - 2, -1, -1):
+            tail[:, f] &= tail[:, f + 1]
+        busy = plausible[:, 0] & (state[CAND] >= 0)
+        if nframes == ON_FRAMES:
+            busy |= tail[:, 0]
+        busy |= state[CUR] >= 0
+        now = plausible & busy[:, None]
+        now[:, -1] = plausible[:, -1]
+        tail &= ~now
+        return np.flatnonzero(now), np.flatnonzero(tail)
+
+    def _that_matter_long(self, pick: np.ndarray, nframes: int, state: np.ndarray) -> np.ndarray:
+        """:meth:`_that_matter` for passes longer than ``ON_FRAMES``, from the ascending flat
+        indices ``pick`` of the plausible frames."""
+        if len(pick) < 2:
+            return pick
+        frame = pick % nframes
+        split = np.empty(len(pick), dtype=bool)  # a run starts at pick[i]
+        split[0] = True
+        np.not_equal(np.diff(pick), 1, out=split[1:])
+        split[1:] |= frame[1:] == 0
+        starts = np.flatnonzero(split)
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:] - 1
+        ends[-1] = len(pick) - 1
+        chan = pick[starts] // nframes
+        may_start = (ends - starts + 1 >= ON_FRAMES) | (frame[starts] == 0) & (
+            state[CAND, chan] >= 0
+        )
+        busy = state[CUR] >= 0
+        busy[chan[may_start]] = True
+        keep = busy[chan] | (frame[ends] == nframes - 1)
+        return pick[np.repeat(keep, ends - starts + 1)]
+
+    def _rest(self, data: np.ndarray, pick: np.ndarray, nframes: int) -> np.ndarray:
+        """Windowed power above the low band of the frames at flat indices ``pick``; each
+        frame's window is gathered from ``data`` as ``parts`` sub-blocks."""
+        work, an, hop, parts = self._work, self._an, self._hop, self._parts
+        span = nframes + parts - 1  # sub-blocks per row of data
+        at = pick // nframes * span + pick % nframes
+        windows = work.get("windows", (len(pick), parts, hop))
+        index = at[:, None] + np.arange(parts)
+        np.take(data.reshape(-1, hop), index, axis=0, out=windows, mode="clip")  # unbuffered
+        windows = windows.reshape(len(pick), parts * hop)
+        low = _project(windows, an.low, an.rows_low, work.get("low", (len(pick), an.low.shape[1])))
+        sq = np.square(windows, out=work.get("sq_windows", windows.shape))
+        total = _project(sq, an.wsq, an.rows_low, work.get("total", (len(pick), 1)))[:, 0]
+        return total - np.einsum("ij,ij->i", low, low)
 
     def _advance(
-        self, codes: np.ndarray, strong: np.ndarray, first: int
+        self, codes: np.ndarray, strong: np.ndarray, holding: np.ndarray, first: int
     ) -> list[tuple[int, DigitEvent]]:
-        """Run each busy channel's state machine over its runs of equal codes.
-
-        Runs are found for all channels at once; Python then touches one tuple per run.
-        """
-        busy = (codes >= 0).any(axis=1)
-        busy[list(self._live)] = True
-        busy[self._free] = False
+        """Run the state machines of the busy channels (a holding frame, or not idle)."""
+        state = self._state
+        busy = (state[CUR] >= 0) | (state[CAND] >= 0)
+        busy[holding // codes.shape[1]] = True
+        if self._free:
+            busy[self._free] = False
         chans = np.flatnonzero(busy)
         if not len(chans):
             return []
-        sub, nframes = codes[chans], codes.shape[1]
-        starts = np.ones(sub.shape, dtype=bool)
-        starts[:, 1:] = sub[:, 1:] != sub[:, :-1]
+        sub = state[:, chans]
+        if len(chans) >= LOCKSTEP_CHANNELS * codes.shape[1]:
+            found = [
+                (chans[rows], code, start, last)
+                for rows, code, start, last in _lockstep(sub, codes[chans], strong[chans], first)
+            ]
+            state[:, chans] = sub
+            if not found:
+                return []
+            ch, code, start, last = (np.concatenate(a) for a in zip(*found, strict=True))
+            order = np.argsort(ch, kind="stable")
+            ended = zip(*(a[order].tolist() for a in (ch, code, start, last)), strict=True)
+        else:
+            ended = self._runs(sub, chans, codes[chans], strong[chans], first)
+        return [(ch, self._event(ch, code, start, last)) for ch, code, start, last in ended]
+
+    def _runs(
+        self, sub: np.ndarray, chans: np.ndarray, codes: np.ndarray, strong: np.ndarray, first: int
+    ) -> list[tuple[int, int, int, int]]:
+        """The few-channel path: each channel's :class:`_Track` in Python, one call per run of
+        equal codes (runs found for all channels at once); stores the state back."""
+        nframes = codes.shape[1]
+        starts = np.ones(codes.shape, dtype=bool)
+        starts[:, 1:] = codes[:, 1:] != codes[:, :-1]
         row, col = np.nonzero(starts)
         end = np.full(len(col), nframes)
         same_row = row[1:] == row[:-1]
         end[:-1][same_row] = col[1:][same_row]
-        total = np.zeros((len(chans), nframes + 1), dtype=np.int32)
-        np.cumsum(strong[chans], axis=1, out=total[:, 1:])
+        total = np.zeros((len(chans), nframes + 1), dtype=np.int64)
+        np.cumsum(strong, axis=1, out=total[:, 1:])
         count = total[row, end] - total[row, col]
+        tracks = [_Track(v) for v in sub.T.tolist()]
         out: list[tuple[int, int, int]] = []
-        events: list[tuple[int, DigitEvent]] = []
-        channel = chans[row].tolist()
-        for ch, code, c, e, k in zip(
-            channel, sub[row, col].tolist(), col.tolist(), end.tolist(), count.tolist(), strict=True
-        ):
-            self._tracks[ch].run(code, first + c, e - c, k, out)
+        ended: list[tuple[int, int, int, int]] = []
+        channel = chans.tolist()
+        runs = (a.tolist() for a in (row, codes[row, col], col, end, count))
+        for r, code, c, e, k in zip(*runs, strict=True):
+            tracks[r].run(code, first + c, e - c, k, out)
             if out:
-                events += [(ch, self._event(ch, *o)) for o in out]
+                ended += [(channel[r], *o) for o in out]
                 out.clear()
-        for ch in set(channel):
-            track = self._tracks[ch]
-            if track.cur >= 0 or track.cand >= 0:
-                self._live.add(ch)
-            else:
-                self._live.discard(ch)
-        return events
+        self._state[:, chans] = np.array([t.values() for t in tracks], dtype=np.int64).T
+        return ended
 
     def _event(self, channel: int, code: int, first: int, last: int) -> DigitEvent:
-        def centre(frame: int) -> float:  # of the frame's window, in channel seconds
-            sample = frame * self._hop + self._hop - self._win / 2 - self._origin[channel]
-            return sample / self.rate
-
-        start = max(centre(first) - EDGE_S, 0.0)
-        end = max(centre(last) + EDGE_S, start)
+        # a frame's window centre, in channel seconds: (frame * hop + base) / rate
+        base = self._hop - self._win / 2 - self._origin[channel]
+        start = max((first * self._hop + base) / self.rate - EDGE_S, 0.0)
+        end = max((last * self._hop + base) / self.rate + EDGE_S, start)
         return DigitEvent(
             digit=KEYPAD[code],
             source="inband",
@@ -388,6 +610,31 @@ class InbandDetector:
             end=round(end, 4),
             duration=round(end - start, 4),
         )
+
+
+def _strongest(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest of four powers ``p[:, 0..3]`` and its index (the first of equals, as
+    argmax would give: too slow on such short rows), as int64."""
+    a, b, c, d = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+    upper01, upper23 = b > a, d > c
+    m01, m23 = np.maximum(a, b), np.maximum(c, d)
+    upper = m23 > m01
+    low_bit = upper01 ^ ((upper01 ^ upper23) & upper)  # upper23 where upper, else upper01
+    index = low_bit.view(np.uint8) + (upper.view(np.uint8) << 1)
+    return np.maximum(m01, m23), index.astype(np.int64)
+
+
+_GROUP_START = np.array([[0], [len(LOW)]])  # index of each group's first tone in FREQS
+
+
+@functools.lru_cache(maxsize=16)
+def _frame_index(chans: int, nframes: int) -> np.ndarray:
+    """Where each (channel, frame) of a pass starts in the flattened complex coefficients
+    (channels x (nframes + 1) x tones)."""
+    at = np.arange(chans)[:, None] * (nframes + 1) + np.arange(1, nframes + 1)
+    at = at.ravel() * len(FREQS)
+    at.flags.writeable = False
+    return at
 
 
 def _plausible(p_lo: np.ndarray, p_hi: np.ndarray, dev: np.ndarray) -> np.ndarray:
@@ -398,44 +645,74 @@ def _plausible(p_lo: np.ndarray, p_hi: np.ndarray, dev: np.ndarray) -> np.ndarra
     return ok
 
 
-def _codes(f: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: the digit code it holds (0-15, else -1) and whether it is strong."""
-    tones = f["p_lo"] + f["p_hi"]
-    hold = f["plausible"] & (tones >= HOLD_PURITY * f["rest"])
-    dev = np.maximum(np.abs(f["dev_lo"]), np.abs(f["dev_hi"]))
-    strong = hold & (dev <= ON_DEVIATION) & (tones >= ON_PURITY * f["rest"])
-    return np.where(hold, f["lo"] * 4 + (f["hi"] - 4), -1), strong
-
-
-def _project(x: np.ndarray, basis: np.ndarray, rows: int) -> np.ndarray:
-    """``x @ basis`` as a stack of ``rows``-row products (and one for the remainder): each
-    stays under OpenBLAS's threading threshold, so no helper threads spin (faster per CPU
-    second, and no cores taken from the rest of the server)."""
-    n = x.shape[0]
+def _project(x: np.ndarray, basis: np.ndarray, rows: int, out: np.ndarray) -> np.ndarray:
+    """``x @ basis`` into ``out`` as a stack of ``rows``-row products (and one for the
+    remainder): each stays under OpenBLAS's threading threshold, so no helper threads spin
+    (faster per CPU second, and no cores taken from the rest of the server)."""
+    n, cols = x.shape[0], basis.shape[1]
+    rows = _even_rows(n, rows)
     bulk = n - n % rows
-    out = np.empty((n, basis.shape[1]), dtype=np.float32)
     if bulk:
-        stacked = x[:bulk].reshape(-1, rows, x.shape[1]) @ basis
-        out[:bulk] = stacked.reshape(bulk, basis.shape[1])
+        np.matmul(
+            x[:bulk].reshape(-1, rows, x.shape[1]), basis, out=out[:bulk].reshape(-1, rows, cols)
+        )
     if n > bulk:
-        out[bulk:] = x[bulk:] @ basis
+        np.matmul(x[bulk:], basis, out=out[bulk:])
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _even_rows(n: int, rows: int) -> int:
+    """Rows per stacked product: at most ``rows``, and dividing ``n`` if one down to half of
+    ``rows`` does (a remainder costs one more, inefficient product)."""
+    if n <= rows:
+        return rows
+    for r in range(rows, rows // 2 - 1, -1):
+        if n % r == 0:
+            return r
+    return rows
+
+
+class _Workspace:
+    """Scratch arrays kept from pass to pass: fresh ones of this size would come from the
+    kernel as new pages on every 20 ms tick (page faults cost more than the arithmetic)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+        self._views: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of ``shape`` (contents undefined), valid until the next ``get`` of
+        ``name``."""
+        view = self._views.get((name, shape))
+        if view is not None:
+            return view
+        size = math.prod(shape)
+        buf = self._arrays.get(name)
+        if buf is None or buf.size < size:
+            buf = self._arrays[name] = np.empty(size + size // 4, dtype=np.float32)
+            self._views = {k: v for k, v in self._views.items() if k[0] != name}
+        if len(self._views) > 64:  # shapes seen once (odd block sizes) are not kept
+            self._views.clear()
+        view = self._views[name, shape] = buf[:size].reshape(shape)
+        return view
 
 
 @dataclass(frozen=True, slots=True)
 class _Analysis:
     """Constant matrices of the frame analysis at one sample rate."""
 
-    parts: np.ndarray  # (parts, hop, 16): per sub-block of a frame, its rows of the windowed
-    #                    cos | sin of the eight tones
+    window: np.ndarray  # (win, 16): the window times cos, -sin of the eight tones
+    #                     (interleaved, so a product viewed as complex64 is sum of w x e^-jwn)
     low: np.ndarray  # (win, 2 * bins - 1): windowed low DFT bins, scaled for Parseval
     wsq: np.ndarray  # (win, 1) squared window / its sum: frame of x^2 -> mean square
     tone: float  # |coefficient|^2 -> mean-square power of a tone
-    spin: tuple[np.ndarray, np.ndarray]  # cos, sin of each tone's phase advance per hop
+    spin: np.ndarray  # e^-jwH: each tone's nominal phase advance per hop, undone
     dev_scale: np.ndarray  # radians per hop -> relative deviation, per tone
     scallop: np.ndarray  # polynomial: offset^2 (radians per hop) -> 1 / Hann power response
-    rows_parts: int  # sub-blocks per product in a stack (see _project)
-    rows_low: int  # frames per product in a stack
+    rows_window: int  # frames per product in a stack (see _project)
+    rows_low: int
+    quiet: float  # energy (sum of x^2) of a pass's row below which no frame of it is loud enough
 
 
 @functools.cache
@@ -445,8 +722,10 @@ def _analysis(rate: int) -> _Analysis:
     w = 0.5 - 0.5 * np.cos(2 * np.pi * (n + 0.5) / win)
     freqs = np.asarray(FREQS, dtype=np.float64)
     arg = 2 * np.pi * np.outer(n, freqs) / rate
-    tones = w[:, None] * np.concatenate([np.cos(arg), np.sin(arg)], axis=1)
-    parts = np.stack([tones[j : j + hop] for j in range(0, win, hop)])
+    tones = np.empty((win, 2 * len(freqs)))
+    tones[:, 0::2] = w[:, None] * np.cos(arg)
+    tones[:, 1::2] = -w[:, None] * np.sin(arg)
+    window = tones.astype(np.float32)
     bins = int(np.ceil(LOW_BAND_HZ * win / rate))  # bins 0 .. bins-1
     barg = 2 * np.pi * np.outer(n, np.arange(bins)) / win
     s1, s2 = float(w.sum()), float((w * w).sum())
@@ -454,16 +733,22 @@ def _analysis(rate: int) -> _Analysis:
     scale = np.sqrt(np.concatenate([[1.0], np.full(2 * bins - 2, 2.0)]) / (win * s2))
     low = w[:, None] * np.concatenate([np.cos(barg), np.sin(barg[:, 1:])], axis=1) * scale
     omega = 2 * np.pi * freqs * hop / rate
+    scallop = _scallop_poly(win / (2 * np.pi * hop))
+    reach = np.linspace(0.0, (HOLD_DEVIATION * omega.max()) ** 2, 257)  # offset^2 in the limit
+    worst = float(np.polyval(scallop.astype(np.float64), reach).max())
+    floor = DBM0 * 10 ** (MIN_LEVEL_DBM0 / 10)
+    quiet = floor / (s2 * 2.0 / (s1 * s1) * worst) * (1 - 1e-3)  # a little slack for rounding
     return _Analysis(
-        parts=parts.astype(np.float32),
+        window=window,
         low=low.astype(np.float32),
         wsq=(w * w / s2).astype(np.float32)[:, None],
         tone=2.0 / (s1 * s1),
-        spin=(np.cos(omega).astype(np.float32), np.sin(omega).astype(np.float32)),
+        spin=np.exp(-1j * omega).astype(np.complex64),
         dev_scale=(1.0 / omega).astype(np.float32),
-        scallop=_scallop_poly(win / (2 * np.pi * hop)),
-        rows_parts=_serial_rows(hop * parts.shape[2]),
+        scallop=scallop,
+        rows_window=_serial_rows(window.size),
         rows_low=_serial_rows(win * max(low.shape[1], 1), gemv=win),
+        quiet=quiet,
     )
 
 
@@ -499,13 +784,6 @@ def _hann_gain(bins: np.ndarray) -> np.ndarray:
     b = np.where(near | (np.abs(b - 1) < 1e-6), b + 1e-6, b)
     g = np.sinc(b) / (1 - b * b)
     return np.where(near, 1.0, np.abs(g))
-
-
-def _as_float(block: np.ndarray) -> np.ndarray:
-    x = np.asarray(block)
-    if x.dtype.kind == "f":
-        return (x * 32768.0).astype(np.float32)
-    return x.astype(np.float32)
 
 
 def resample(x: np.ndarray, rate: int, new_rate: int = 8000, half_taps: int = 16) -> np.ndarray:
@@ -550,7 +828,7 @@ def detect(samples: np.ndarray, rate: int = 8000) -> list[Detection]:
     if rate != 8000:
         x = resample(x, rate, 8000)
     det = InbandDetector(1, 8000)
-    found = det._feed_owned(x[None, :].astype(np.float32)) + det.flush()
+    found = det._feed(x[None, :], 1.0) + det.flush()
     return [Detection(e.digit, e.start, e.end if e.end is not None else e.start) for _, e in found]
 
 

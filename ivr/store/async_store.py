@@ -25,6 +25,7 @@ from ivr.sip.registrar import Binding
 from ivr.store.errors import StoreError
 from ivr.store.protocols import VoicemailMessage
 from ivr.store.sqlite import SqliteStore
+from ivr.store.tokens import ApiToken
 
 __all__ = ["AsyncStore"]
 
@@ -206,3 +207,9 @@ class AsyncStore:
         """Sweep audio files without a row (left by a crash), judged by the reactor's clock."""
         now = float(self._reactor.seconds())
         return self.run(lambda s: s.voicemail.remove_orphans(now, min_age=min_age))
+
+    # API tokens
+
+    def find_token(self, token_hash: str) -> Deferred[ApiToken | None]:
+        """The live token with this SHA-256 hash (hex), or None."""
+        return self.run(lambda s: s.tokens.find(token_hash))

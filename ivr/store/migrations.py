@@ -89,6 +89,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "INSERT INTO voicemail_sequence (id, next_id) VALUES (1, 1)",
     ),
+    # 4: HTTP API bearer tokens (only the SHA-256 of each secret is kept).
+    (
+        """CREATE TABLE api_token (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            token_hash TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64),
+            user TEXT NOT NULL,
+            admin INTEGER NOT NULL CHECK (admin IN (0, 1)),
+            label TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        "CREATE INDEX api_token_by_user ON api_token (user)",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from ivr.store.errors import ConflictError, StoreError
 from ivr.store.files import _fsync_dir, atomic_write
 from ivr.store.migrations import current_version, migrate
 from ivr.store.protocols import VoicemailMessage
+from ivr.store.tokens import SqliteTokenRepository
 
 __all__ = ["SqliteStore"]
 
@@ -565,3 +566,8 @@ class SqliteStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def tokens(self) -> SqliteTokenRepository:
+        """The HTTP API's bearer tokens (hashes only)."""
+        return SqliteTokenRepository(self._db)

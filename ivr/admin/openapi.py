@@ -1,0 +1,456 @@
+"""The OpenAPI 3.1 document of the HTTP API (served at ``/api/v1/openapi.json``).
+
+Built from plain dicts; the schemas describe exactly what ``views.py`` produces and
+the tests validate real responses against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ivr import __version__
+from ivr.routing.model import DEVICE_KINDS, LANGUAGES, PRESENCES, RETURN_KINDS
+from ivr.routing.state import SOURCES, VIAS
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _object(required: list[str], properties: dict[str, Schema], **extra: Any) -> Schema:
+    return {"type": "object", "required": required, "properties": properties, **extra}
+
+
+def _array(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+_TEXT = _object(["sv", "en"], {"sv": {"type": "string"}, "en": {"type": "string"}})
+_DATETIME = {"type": "string", "format": "date-time"}
+_CLOCK = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _object(
+        ["error"],
+        {
+            "error": {"type": "string"},
+            "fields": {
+                "type": "object",
+                "description": "each invalid input and why",
+                "additionalProperties": {"type": "string"},
+            },
+            "reason": {"type": "string"},
+        },
+    ),
+    "Schedule": _object(
+        ["id", "profile", "holidays"],
+        {
+            "id": {"type": "string"},
+            "profile": {"type": "string"},
+            "holidays": {"enum": ["include", "skip", "only"]},
+            "days": _array({"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}),
+            "start": _CLOCK,
+            "end": _CLOCK,
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+        },
+    ),
+    "User": _object(
+        ["extension", "name", "language", "did", "mobile", "admin", "queues", "devices"],
+        {
+            "extension": {"type": "string"},
+            "name": {"type": "string"},
+            "language": {"enum": list(LANGUAGES)},
+            "did": _nullable("string"),
+            "mobile": _nullable("string"),
+            "admin": {"type": "boolean"},
+            "queues": _array({"type": "string"}),
+            "devices": _array({"type": "string"}),
+            "vip": {**_array({"type": "string"}), "description": "own user or admin only"},
+            "schedules": {**_array(ref("Schedule")), "description": "own user or admin only"},
+        },
+        additionalProperties=False,
+    ),
+    "Device": _object(
+        ["id", "kind", "username", "number", "auth_algorithms"],
+        {
+            "id": {"type": "string"},
+            "kind": {"enum": list(DEVICE_KINDS)},
+            "username": _nullable("string"),
+            "number": _nullable("string"),
+            "auth_algorithms": {"type": ["array", "null"], "items": {"type": "string"}},
+            "registrations": _array(
+                _object(
+                    ["contact", "expires_in", "source"],
+                    {
+                        "contact": {"type": "string"},
+                        "expires_in": {"type": "integer", "minimum": 0},
+                        "source": {"type": "string"},
+                    },
+                )
+            ),
+        },
+        additionalProperties=False,
+        description="a SIP account or mobile extension; passwords are never shown",
+    ),
+    "Profile": _object(
+        [
+            "id",
+            "number",
+            "name",
+            "status",
+            "colour",
+            "icon",
+            "priority",
+            "presence",
+            "return",
+            "return_at",
+            "reason",
+            "plan",
+        ],
+        {
+            "id": {"type": "string"},
+            "number": {"type": "integer", "minimum": 1, "maximum": 9},
+            "name": _TEXT,
+            "status": _TEXT,
+            "colour": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+            "icon": {"type": "string"},
+            "priority": {"type": "integer"},
+            "presence": {"enum": list(PRESENCES)},
+            "return": {"enum": list(RETURN_KINDS)},
+            "return_at": {"type": ["string", "null"]},
+            "reason": {"type": "boolean"},
+            "plan": {"type": "object", "description": "the routing plan"},
+        },
+    ),
+    "ActiveProfile": _object(
+        [
+            "extension",
+            "profile",
+            "number",
+            "name",
+            "text",
+            "presence",
+            "colour",
+            "icon",
+            "source",
+            "until",
+            "set_by",
+            "set_via",
+            "set_at",
+        ],
+        {
+            "extension": {"type": "string"},
+            "profile": {"type": "string"},
+            "number": {"type": "integer"},
+            "name": {"type": "string"},
+            "text": {"type": "string"},
+            "presence": {"enum": list(PRESENCES)},
+            "colour": {"type": "string"},
+            "icon": {"type": "string"},
+            "source": {"enum": sorted(SOURCES)},
+            "until": {"type": ["string", "null"], "format": "date-time"},
+            "set_by": _nullable("string"),
+            "set_via": {"enum": [*sorted(VIAS), None]},
+            "set_at": {"type": ["string", "null"], "format": "date-time"},
+            "changed": {"type": "boolean", "description": "in answers to PUT and DELETE"},
+        },
+    ),
+    "Activate": _object(
+        ["profile"],
+        {
+            "profile": {
+                "oneOf": [
+                    {"type": "string", "description": "profile id, e.g. lunch"},
+                    {"type": "integer", "minimum": 1, "maximum": 9, "description": "number p"},
+                ]
+            },
+            "until": {
+                "type": ["string", "null"],
+                "description": "HH:MM (today, or tomorrow once passed), YYYY-MM-DD (back "
+                "that day at the profile's return time), an ISO 8601 date-time on a whole "
+                "minute within 24 hours, or null (the profile's default return)",
+                "examples": ["13:00", None],
+            },
+        },
+        additionalProperties=False,
+    ),
+    "Presence": _object(
+        ["extension", "name", "profile", "presence", "icon", "colour", "text", "until"],
+        {
+            "extension": {"type": "string"},
+            "name": {"type": "string"},
+            "profile": {"type": "string"},
+            "presence": {"enum": list(PRESENCES)},
+            "icon": {"type": "string"},
+            "colour": {"type": "string"},
+            "text": {"type": "string"},
+            "until": {"type": ["string", "null"], "format": "date-time"},
+        },
+        additionalProperties=False,
+    ),
+    "AuditEntry": _object(
+        ["at", "actor", "on_behalf_of", "target_user", "action", "via", "detail"],
+        {
+            "at": _DATETIME,
+            "actor": {"type": "string", "description": "who did it"},
+            "on_behalf_of": {
+                "type": ["string", "null"],
+                "description": "the user an admin (or PIN holder) acted for",
+            },
+            "target_user": {"type": "string"},
+            "action": {"type": "string"},
+            "via": {"type": "string"},
+            "detail": {"type": "object"},
+        },
+        additionalProperties=False,
+    ),
+    "Prompt": _object(
+        ["lang", "name", "source", "meta"],
+        {
+            "lang": {"enum": list(LANGUAGES)},
+            "name": {"type": "string"},
+            "source": {"enum": ["custom", "shipped"]},
+            "meta": {
+                "type": ["object", "null"],
+                "description": "uploader, time, source format, what was done (custom only)",
+            },
+        },
+        additionalProperties=False,
+    ),
+    "PromptDeleted": _object(
+        ["lang", "name", "deleted", "now"],
+        {
+            "lang": {"type": "string"},
+            "name": {"type": "string"},
+            "deleted": {"const": True},
+            "now": {"enum": ["shipped", None], "description": "what plays from now on"},
+        },
+    ),
+    "Health": _object(
+        ["status", "version", "uptime", "registrations", "active_calls"],
+        {
+            "status": {"const": "ok"},
+            "version": {"type": "string"},
+            "uptime": {"type": "number"},
+            "registrations": {"type": "integer"},
+            "active_calls": {"type": "integer"},
+            "sip": {"type": "object"},
+        },
+    ),
+}
+
+_ERRORS = {
+    "400": "malformed request (body not a JSON object, bad query encoding)",
+    "401": "no bearer token, or a bad one",
+    "403": "the token's user may not do this",
+    "404": "unknown user, profile or prompt",
+    "405": "method not allowed on this path",
+    "409": "conflicting concurrent change",
+    "413": "request body too large",
+    "415": "unsupported media type",
+    "422": "invalid input; `fields` names each bad field",
+    "429": "too many failed token attempts from this address",
+}
+
+
+def _json(schema: Schema, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    errors: str,
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    public: bool = False,
+    created: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    responses = {"200": ok} if created is None else {"200": ok, "201": created}
+    if not public:
+        errors = "400 401 422 429 " + errors  # every operation checks its query string
+    for code in sorted(set(errors.split())):
+        responses[code] = _json(ref("Error"), _ERRORS[code])
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    if public:
+        op["security"] = []
+    return op
+
+
+def _path(name: str, description: str, schema: Schema, example: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+        "example": example,
+    }
+
+
+def _query(name: str, description: str, schema: Schema) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+EXT = _path("ext", "the user's extension", {"type": "string", "pattern": "^[0-9]+$"}, "1001")
+LANG = _path("lang", "prompt language", {"enum": list(LANGUAGES)}, "sv")
+NAME = _path(
+    "name", "prompt name", {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}, "goodbye"
+)
+LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
+MOMENT = {
+    "type": "string",
+    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    "([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$",
+    "description": "ISO 8601 date or date-time (local time when no offset)",
+}
+
+
+def paths() -> dict[str, Any]:
+    wav = {"description": "the prompt, 8 kHz mono 16-bit WAV", "content": {"audio/wav": {}}}
+    upload = {
+        "required": True,
+        "description": "the audio file itself (WAV PCM/float/G.711/extensible, FLAC, "
+        "Ogg Vorbis or AIFF; any rate and channel count; at most 10 MB and 5 minutes)",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "audio/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    return {
+        "/openapi.json": {
+            "get": _op("This document", _json({"type": "object"}, "OpenAPI 3.1"), "", public=True)
+        },
+        "/users": {
+            "get": _op("Every user (the directory)", _json(_array(ref("User")), "users"), "")
+        },
+        "/users/{ext}": {
+            "parameters": [EXT],
+            "get": _op("One user", _json(ref("User"), "the user"), "404"),
+        },
+        "/users/{ext}/devices": {
+            "parameters": [EXT],
+            "get": _op(
+                "A user's devices and registrations (own user or admin)",
+                _json(_array(ref("Device")), "devices"),
+                "403 404",
+            ),
+        },
+        "/users/{ext}/profile": {
+            "parameters": [EXT],
+            "get": _op(
+                "The active profile, where it comes from and until when",
+                _json(ref("ActiveProfile"), "the active profile"),
+                "404",
+            ),
+            "put": _op(
+                "Activate a profile (own user, or an admin acting for the user)",
+                _json(ref("ActiveProfile"), "the profile now active"),
+                "400 403 404 409 413 415 422",
+                body={"required": True, "content": {JSON: {"schema": ref("Activate")}}},
+            ),
+            "delete": _op(
+                "Back to the standard profile (clears manual and forced)",
+                _json(ref("ActiveProfile"), "the profile now active"),
+                "403 404 409",
+            ),
+        },
+        "/profiles": {"get": _op("Every profile", _json(_array(ref("Profile")), "profiles"), "")},
+        "/profiles/{profile}": {
+            "parameters": [_path("profile", "profile id or number", {"type": "string"}, "lunch")],
+            "get": _op("One profile", _json(ref("Profile"), "the profile"), "404"),
+        },
+        "/presence": {
+            "get": _op(
+                "Every user's current profile, for contact lists",
+                _json(_array(ref("Presence")), "presence"),
+                "422",
+                params=[_query("lang", "language of texts", {"enum": list(LANGUAGES)})],
+            )
+        },
+        "/audit": {
+            "get": _op(
+                "The audit log, newest first (admin; a user sees their own)",
+                _json(_array(ref("AuditEntry")), "entries"),
+                "403 422",
+                params=[
+                    _query("user", "target user (extension)", {"type": "string", "minLength": 1}),
+                    _query("since", "from (inclusive)", MOMENT),
+                    _query("until", "to (exclusive)", MOMENT),
+                    _query("limit", "at most this many", LIMIT),
+                ],
+            )
+        },
+        "/prompts/{lang}": {
+            "parameters": [LANG],
+            "get": _op(
+                "The prompts of a language and where each comes from",
+                _json(_array(ref("Prompt")), "prompts"),
+                "422",
+            ),
+        },
+        "/prompts/{lang}/{name}": {
+            "parameters": [LANG, NAME],
+            "get": _op("The prompt calls play, as WAV", wav, "404 422"),
+            "post": _op(
+                "Upload a prompt (admin): mono, 8 kHz, trimmed, levelled, stored",
+                _json(ref("Prompt"), "replaced a custom prompt"),
+                "400 403 413 415 422",
+                body=upload,
+                created=_json(ref("Prompt"), "a new custom prompt"),
+            ),
+            "delete": _op(
+                "Remove a custom prompt (admin); the shipped one plays again",
+                _json(ref("PromptDeleted"), "deleted"),
+                "403 404 422",
+            ),
+        },
+        "/health": {
+            "get": _op(
+                "Liveness and counts (also at /health)", _json(ref("Health"), "ok"), "", public=True
+            ),
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics (also at /metrics)",
+                {"description": "text format 0.0.4", "content": {"text/plain": {}}},
+                "",
+                public=True,
+            ),
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ivr admin and user API",
+            "version": __version__,
+            "description": "Users, devices, profiles, the active profile, presence, "
+            "audit and prompts. Authenticate with `Authorization: Bearer <token>` "
+            "(created with `ivr token create`).",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,108 @@
+"""Builds the HTTP side from the running service's parts (called by ``ivr.app``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.web import server
+
+from ivr.admin.api import Api, ApiContext
+from ivr.admin.auth import Authenticator, FailureLimiter
+from ivr.admin.http import ApiResource, Root, site
+from ivr.admin.metrics import Metrics
+from ivr.admin.prompts import PromptApi
+from ivr.config import Config
+from ivr.profile_service import ProfileService
+from ivr.prompt_import import CustomPrompts, ImportLimits
+from ivr.sip.registrar import Registrar
+from ivr.store.async_store import AsyncStore
+
+security_log = Logger(namespace="ivr.security")
+
+_GAUGES = {
+    "uptime": ("ivr_uptime_seconds", "Seconds since the service started"),
+    "registrations": ("ivr_registrations", "Live SIP registrations (bindings)"),
+    "active_calls": ("ivr_active_calls", "Calls in progress"),
+}
+
+
+def custom_prompts_dir(db: str) -> Path:
+    """Where uploaded prompts live by default: ``prompts/`` beside the database."""
+    return Path("var/prompts") if db == ":memory:" else Path(db).parent / "prompts"
+
+
+def _gauges(health: Callable[[], dict[str, object]]) -> Any:
+    def read() -> dict[str, tuple[str, float]]:
+        values = health()
+        return {
+            name: (text, float(values[key]))  # type: ignore[arg-type]
+            for key, (name, text) in _GAUGES.items()
+        }
+
+    return read
+
+
+def admin_site(
+    *,
+    reactor: Any,
+    config: Config,
+    profiles: ProfileService,
+    store: AsyncStore,
+    registrar: Registrar,
+    health: Callable[[], dict[str, object]],
+    profile_view: Callable[[str], Any],
+    custom_prompts: Path,
+    now: Callable[[], datetime],
+    limits: ImportLimits | None = None,
+    limiter: FailureLimiter | None = None,
+) -> server.Site:
+    """The site: ``/health``, ``/metrics``, ``/api/users/{ext}/profile``, ``/api/v1``."""
+    limits = limits or ImportLimits()
+    metrics = Metrics(_gauges(health))
+
+    def auth_failed(source: str, reason: str) -> None:
+        metrics.auth_failures.inc(reason=reason)
+        security_log.warn(
+            "api-auth-failure source={source} reason={reason}",
+            source=source,
+            reason=reason,
+            security_event="api-auth-failure",
+        )
+
+    authenticator = Authenticator(
+        find_token=store.find_token,
+        user=config.user,
+        limiter=limiter or FailureLimiter(),
+        clock=reactor.seconds,
+        on_failure=auth_failed,
+    )
+
+    def run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+    api = Api(
+        ApiContext(
+            config=config,
+            profiles=profiles,
+            store=store,
+            registrar=registrar,
+            clock=reactor.seconds,
+            health=health,
+            metrics=metrics.render,
+        )
+    )
+    prompt_api = PromptApi(
+        CustomPrompts(custom_prompts, config.prompts_dir),
+        limits=limits,
+        run_blocking=run_blocking,
+        now=now,
+        metrics=metrics,
+    )
+    resource = ApiResource([*api.routes(), *prompt_api.routes()], authenticator, metrics)
+    root = Root(health, profile_view, api=resource, metrics=metrics)
+    return site(root, max_body=limits.max_bytes)
