@@ -25,6 +25,7 @@ from ivr.sip.message import (
     Response,
     SipParseError,
     parse_message,
+    split_list,
 )
 from ivr.sip.timers import TimerConfig
 from ivr.sip.validate import validate_request, validate_response
@@ -280,9 +281,9 @@ class SipCore:
             return
         received = top_via.with_received(peer.host, peer.port)
         if received is not top_via:
-            vias = request.headers.get_all("via")
-            vias[0] = str(received)
-            request.headers.set("via", ", ".join(vias))
+            first_line = split_list(request.headers.values("via")[0])
+            first_line[0] = str(received)
+            request.headers.replace_first("via", ", ".join(first_line))
         dest = self._response_peer(received, peer)
         try:
             validate_request(request, supported=SUPPORTED_EXTENSIONS)

@@ -18,7 +18,13 @@ class Ids:
         self._rng = rng
 
     def token(self, length: int) -> str:
-        return "".join(self._rng.choices(_ALPHABET, k=length))
+        """``length`` characters of [a-z0-9] from one draw (one urandom call live)."""
+        value = self._rng.getrandbits(6 * length)
+        chars = []
+        for _ in range(length):
+            value, index = divmod(value, 36)
+            chars.append(_ALPHABET[index])
+        return "".join(chars)
 
     def tag(self) -> str:
         return self.token(12)

@@ -325,6 +325,16 @@ class Headers:
                 return
         self._items.append((key, value))
 
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first ``name`` header line only (others stay)."""
+        key = normalize_name(name)
+        items = self._items
+        for i, (n, _) in enumerate(items):
+            if n == key:
+                items[i] = (key, value)
+                return
+        items.append((key, value))
+
     def remove(self, name: str) -> None:
         """Drop every ``name`` header."""
         key = normalize_name(name)
