@@ -28,6 +28,7 @@ from ivr.sip.dialog import Dialog, DialogError, DialogId
 from ivr.sip.headers import parse_cseq, parse_vias
 from ivr.sip.ids import Ids
 from ivr.sip.message import Headers, Request, Response, SipParseError
+from ivr.sip.transaction import CancelTimer, StartTimer
 from ivr.sip.uri import UriError, parse_uri
 
 __all__ = [
@@ -203,17 +204,6 @@ class Reply:
     reason: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class StartTimer:
-    name: str
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
