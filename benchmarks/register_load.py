@@ -4,9 +4,9 @@ SIPp registers demo devices at rising rates (each registration is REGISTER →
 401 challenge → REGISTER with digest → 200) for a bounded time per step. For each
 step it prints the rate asked and achieved, failures, p50/p99 registration time (SIPp
 measures it in whole milliseconds) and the server's CPU (share of one core over the step,
-and CPU per registration); then the highest rate held (< 0.1 % failures and p99 under
-100 ms, so not leaning on retransmissions), for ivr and for a SIPp server answering the
-same flow, and their ratio.
+CPU per registration, and how long it waited for a CPU: on a shared machine, starvation);
+then the highest rate held (< 0.1 % failures and p99 under 100 ms, so not leaning on
+retransmissions), for ivr and for a SIPp server answering the same flow, and their ratio.
 
     python -m benchmarks.register_load --rates 500,1000,2000,3000 --seconds 5
 """
@@ -42,6 +42,7 @@ class Step:
     p99_ms: float
     cpu_percent: float | None
     cpu_us_each: float | None
+    waited_ms: float | None = None
 
     @property
     def achieved(self) -> float:
@@ -61,6 +62,8 @@ class Step:
         cpu = "-" if self.cpu_percent is None else f"{self.cpu_percent:5.1f}%"
         if self.cpu_us_each is not None:
             cpu += f" ({self.cpu_us_each:.0f} µs/registration)"
+        if self.waited_ms is not None:
+            cpu += f", waited {self.waited_ms:.0f} ms for a CPU"
         return (
             f"{who:5} rate {self.rate:7.0f}/s  achieved {self.achieved:7.1f}/s  "
             f"ok {self.ok:6}  failed {self.failed:5}  p50 {self.p50_ms:7.2f} ms  "
@@ -83,6 +86,15 @@ def device_rows(config: Path) -> list[list[str]]:
     return rows
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's main thread spent runnable but waiting for a CPU (schedstat):
+    on a shared machine this tells starvation apart from stalls the server caused itself."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -98,6 +110,7 @@ def run_step(
     rows: list[list[str]],
     transport: str,
     cpu: Callable[[], float] | None,
+    waited: Callable[[], float] | None = None,
 ) -> Step:
     calls = max(1, int(rate * seconds))
     sipp = Sipp(
@@ -115,6 +128,7 @@ def run_step(
         extra=["-max_socket", "2048"] if transport == "tcp" else [],
     )
     cpu_before = cpu() if cpu else None
+    waited_before = waited() if waited else None
     started = time.monotonic()
     result = sipp()
     wall = time.monotonic() - started
@@ -124,6 +138,9 @@ def run_step(
         used = cpu() - cpu_before
         cpu_percent = 100.0 * used / wall
         cpu_us = 1e6 * used / max(1, result.successful)
+    waited_ms = None
+    if waited is not None and waited_before is not None:
+        waited_ms = 1000 * (waited() - waited_before)
     rtts = result.rtt_ms
     return Step(
         rate=rate,
@@ -135,6 +152,7 @@ def run_step(
         p99_ms=percentile(rtts, 0.99),
         cpu_percent=cpu_percent,
         cpu_us_each=cpu_us,
+        waited_ms=waited_ms,
     )
 
 
@@ -146,10 +164,11 @@ def ramp(
     rows: list[list[str]],
     transport: str,
     cpu: Callable[[], float] | None,
+    waited: Callable[[], float] | None = None,
 ) -> list[Step]:
     steps = []
     for rate in rates:
-        step = run_step(target, rate, seconds, rows, transport, cpu)
+        step = run_step(target, rate, seconds, rows, transport, cpu, waited)
         print(step.line(who), flush=True)
         steps.append(step)
         if not step.held:
@@ -190,8 +209,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         service = start_service(Path(tmp), "--log-level", "warn", config=args.config)
         try:
             target = (service.host, service.sip_port)
+            pid = service.process.pid
             ours = ramp(
-                "ivr", target, rates, args.seconds, rows, args.transport, service.cpu_seconds
+                "ivr",
+                target,
+                rates,
+                args.seconds,
+                rows,
+                args.transport,
+                service.cpu_seconds,
+                lambda: run_queue_wait(pid),
             )
         finally:
             code = service.stop()

@@ -17,6 +17,8 @@ from ivr import __version__
 from ivr.admin.service import admin_site, custom_prompts_dir
 from ivr.calls import CallManager, CallServices
 from ivr.config import Config
+from ivr.directory import Directory
+from ivr.directory_service import DirectoryService, dropped_usernames
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.profile_service import ProfileService, effective_json
@@ -86,6 +88,18 @@ class Service:
             self._upserts[binding.key] = binding
         self._forget(outcome.removed)
 
+    def directory_changed(self, old: Config, new: Config) -> None:
+        """A device (SIP username) left the directory: drop its bindings."""
+        gone = dropped_usernames(old, new)
+        if not gone:
+            return
+        domain = new.sip.domain
+        aors = {f"sip:{name}@{domain}" for name in gone}
+        kept = [b for b in self.registrar.all_bindings() if b.aor not in aors]
+        dropped = [b for b in self.registrar.all_bindings() if b.aor in aors]
+        self.registrar.restore(kept)
+        self._forget(dropped)
+
     def _forget(self, bindings: Iterable[Binding]) -> None:
         for binding in bindings:
             self._upserts.pop(binding.key, None)
@@ -114,11 +128,13 @@ class Service:
         yield self.store.stop()
 
 
-def device_algorithms(config: Config) -> Any:
-    """The digest algorithms configured for a device (None: the server's list)."""
+def device_algorithms(config: Config | Directory) -> Any:
+    """The digest algorithms configured for a device (None: the server's list), read from
+    the live directory at each request."""
+    directory = config if isinstance(config, Directory) else Directory(config)
 
     def algorithms(username: str) -> tuple[str, ...] | None:
-        found = config.device_by_username(username)
+        found = directory.config.device_by_username(username)
         return None if found is None else found[1].auth_algorithms
 
     return algorithms
@@ -172,8 +188,16 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         random_bytes=lambda n: rng.getrandbits(8 * n).to_bytes(n, "big"),
     )
 
+    tz = config.company.tz
+
+    def wall_now() -> datetime:
+        return datetime.fromtimestamp(reactor.seconds(), tz=tz)
+
+    directory_service = yield DirectoryService.load(config, store, wall_now)
+    directory = directory_service.directory
+
     def lookup(username: str) -> str | None:
-        found = config.device_by_username(username)
+        found = directory.config.device_by_username(username)
         return None if found is None else found[1].password
 
     uri_check = o.auth_uri_check or config.sip.auth_uri_check
@@ -189,7 +213,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         registrar=registrar,
         lookup=lookup,
         server_uri_ok=server_uri_policy(our_names) if uri_check == "server" else None,
-        algorithms_for=device_algorithms(config),
+        algorithms_for=device_algorithms(directory),
     )
     service_ref: dict[str, Service] = {}
     application = SipApplication(
@@ -205,12 +229,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         ids=Ids(rng),
     )
     core_ref["core"] = core
-    tz = config.company.tz
-
-    def wall_now() -> datetime:
-        return datetime.fromtimestamp(reactor.seconds(), tz=tz)
-
-    profiles = ProfileService(config, store, wall_now)
+    profiles = ProfileService(directory, store, wall_now)
     rtp_low, rtp_high = o.rtp_ports or (config.rtp.port_min, config.rtp.port_max)
     rtp_host = config.rtp.host
     # A late tick sends up to 10 frames at once: the phone's jitter buffer absorbs a burst,
@@ -223,7 +242,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
     calls = CallManager(
         CallServices(
             core=core,
-            config=config,
+            directory=directory,
             auth=registration,
             profiles=profiles,
             media=media,
@@ -234,6 +253,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
             reactor=reactor,
             registrar=registrar,
             store=store,
+            directory_service=directory_service,
         )
     )
     application.calls = calls
@@ -256,13 +276,14 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         started_at=reactor.seconds(),
     )
     service_ref["s"] = service
+    directory.on_change(service.directory_changed)
     service.sip_port = runtime.start()
 
     service.media = media
     service.calls = calls
     http_site = admin_site(
         reactor=reactor,
-        config=config,
+        directory=directory_service,
         profiles=profiles,
         store=store,
         registrar=registrar,

@@ -14,6 +14,11 @@ leg fails, a leg declines with 6xx or the ring timer fires, :class:`NotReached` 
 the adapter to go on with the plan. Once answered, BYE ends both sides and re-INVITE,
 UPDATE, INFO (and any other in-dialog request) are relayed to the other side.
 
+A bridge may also start from a caller we have already answered ourselves (``answered``:
+our confirmed dialog with the caller, e.g. a key press during the spoken redirect moves
+the caller to the user's mobile): the legs get the caller's original offer, and the
+winner's answer reaches the caller in a re-INVITE instead of a 200.
+
 Transitions live in one table keyed by (bridge state, event kind).
 """
 
@@ -97,11 +102,17 @@ DONE = "done"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One registered contact of a device to ring: its URI and where to send."""
+    """One registered contact of a device to ring: its URI and where to send.
+
+    A trunk leg (:mod:`ivr.trunk`) brings its own ``to_value``/``from_value`` (None: the
+    bridge's) and extra ``headers`` (P-Asserted-Identity, Privacy, Diversion)."""
 
     uri: str
     peer: Peer
     device: str
+    to_value: str | None = None
+    from_value: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +121,10 @@ class Ref:
 
     ``kind``: ``invite`` (a leg's INVITE, ``index`` = leg), ``leg-bye`` (BYE to a leg that
     answered too late), ``relay`` (an in-dialog request relayed, ``index`` = relay id),
-    ``bye`` (ending the call, ``index`` 0 = caller side, 1 = callee side)."""
+    ``bye`` (ending the call, ``index`` 0 = caller side, 1 = callee side), ``moved`` (the
+    re-INVITE that moves an answered caller to the winner)."""
 
-    kind: Literal["invite", "leg-bye", "relay", "bye"]
+    kind: Literal["invite", "leg-bye", "relay", "bye", "moved"]
     index: int
 
 
@@ -385,7 +397,8 @@ class Bridge:
 
     ``from_value``/``to_value`` are the legs' From (without tag) and To; ``local_tag`` is
     our To-tag toward the caller; ``max_forwards`` is what the legs carry (already
-    decremented). ``start()`` returns the first actions.
+    decremented); ``answered``: our confirmed dialog with a caller we answered already
+    (the caller's INVITE must then carry its offer). ``start()`` returns the first actions.
     """
 
     def __init__(
@@ -400,9 +413,12 @@ class Bridge:
         max_forwards: int,
         from_value: str,
         to_value: str,
+        answered: Dialog | None = None,
     ) -> None:
         if not targets:
             raise ValueError("a bridge needs at least one target")
+        if answered is not None and not caller_invite.body:
+            raise ValueError("moving an answered caller needs the caller's offer")
         if max_forwards < 1:
             raise ValueError("max_forwards must be positive (answer 483 instead)")
         self.local = local
@@ -411,9 +427,11 @@ class Bridge:
         self.local_tag = local_tag
         self.timeout = timeout
         self.max_forwards = max_forwards
-        self.caller_dialog = Dialog.as_uas(
+        self.answered = answered is not None
+        self.caller_dialog = answered or Dialog.as_uas(
             caller_invite, local_tag, self._contact(caller_peer.transport)
         )
+        self._moved_ack: Request | None = None
         self.legs = [
             _Leg(i, t, self._leg_invite(t, from_value, to_value)) for i, t in enumerate(targets)
         ]
@@ -437,13 +455,14 @@ class Bridge:
         items = [
             ("via", _via(local.host, local.port, transport, local.ids)),
             ("max-forwards", str(self.max_forwards)),
-            ("from", f"{from_value};tag={local.ids.tag()}"),
-            ("to", to_value),
+            ("from", f"{target.from_value or from_value};tag={local.ids.tag()}"),
+            ("to", target.to_value or to_value),
             ("call-id", local.ids.call_id(local.host)),
             ("cseq", "1 INVITE"),
             ("contact", self._contact(transport)),
             ("allow", _ALLOW),
             *_copied(caller.headers, _INVITE_COPIED),
+            *target.headers,
         ]
         return Request("INVITE", target.uri, Headers(items), caller.body)
 
@@ -495,7 +514,7 @@ class Bridge:
             leg.state = EARLY
             if leg.cancel_wanted:
                 return self._cancel(leg)
-        if self.state != RINGING or leg.state != EARLY or response.status == 100:
+        if self.state != RINGING or leg.state != EARLY or response.status == 100 or self.answered:
             return []
         headers = [("contact", self._contact(self.caller_peer.transport)), ("allow", _ALLOW)]
         if response.status == 183 and response.body and not self._early_media:
@@ -532,6 +551,8 @@ class Bridge:
         self.state = UP
         self.winner = leg
         leg.state = WINNER
+        if self.answered:
+            return self._move(leg, response)
         actions: list[Action] = [CancelTimer(RING_TIMER)]
         if self.caller_invite.body:
             leg.ack = self._in_dialog(leg.dialog, "ACK", leg.target.peer)
@@ -551,6 +572,43 @@ class Bridge:
                 actions += self._cancel(other)
         actions.append(Answered(leg.target))
         return actions
+
+    def _move(self, leg: _Leg, response: Response) -> list[Action]:
+        """The winner answered an answered caller: ACK it, re-INVITE the caller with its SDP."""
+        assert leg.dialog is not None
+        peer = self.caller_peer
+        leg.ack = self._in_dialog(leg.dialog, "ACK", leg.target.peer)
+        reinvite = self._in_dialog(self.caller_dialog, "INVITE", peer)
+        reinvite.headers.set("contact", self._contact(peer.transport))
+        reinvite.headers.add("allow", _ALLOW)
+        for name, value in _copied(response.headers, ("content-type",)):
+            reinvite.headers.add(name, value)
+        reinvite.body = response.body
+        actions: list[Action] = [
+            CancelTimer(RING_TIMER),
+            SendAck(leg.ack, leg.target.peer),
+            Track(self.caller_dialog, CALLER),
+            Track(leg.dialog, CALLEE),
+            Send(reinvite, peer, Ref("moved", 0)),
+        ]
+        for other in self.legs:
+            if other is not leg:
+                actions += self._cancel(other)
+        actions.append(Answered(leg.target))
+        return actions
+
+    def _moved_response(self, event: Responded) -> list[Action]:
+        """The caller's answer to the re-INVITE that moved it: ACK a 2xx (again on a
+        retransmission); a refusal ends both sides."""
+        response = event.response
+        if response is not None and response.status < 200:
+            return []
+        if response is None or response.status >= 300:
+            return self._end({CALLER, CALLEE}) if self.state == UP else []
+        if self._moved_ack is None:
+            self._receive_response(CALLER, response)
+            self._moved_ack = self._in_dialog(self.caller_dialog, "ACK", self.caller_peer)
+        return [SendAck(self._moved_ack, self.caller_peer)]
 
     def _leg_failed(self, leg: _Leg, status: int) -> list[Action]:
         if leg.state in (DONE, WINNER):
@@ -775,6 +833,7 @@ def _table() -> dict[tuple[str, str], Handler]:
         table[(state, "request")] = B._refuse
         table[(state, "relay")] = B._relay_response
         table[(state, "bye")] = B._ignore
+        table[(state, "moved")] = B._moved_response
     table[(RINGING, "timer")] = B._ring_timeout
     table[(RINGING, "cancel")] = B._caller_cancel
     table[(UP, "ack")] = B._ack

@@ -1,16 +1,22 @@
 """Call control: one controller per call, between SIP dialogs, media and the profile core.
 
 :class:`CallManager` is the SIP application's call handler. Every INVITE comes from a
-device that proves its identity (407 digest challenge); then:
+device that proves its identity (407 digest challenge), or from the trunk (a trusted
+address in ``sip.trusted_peers``: a call from the public network to a user's DID or
+mobile number, the caller being the From number); then:
 
-- **feature codes** (``*23*2*1300#``): the command is stored (with its audit entry),
-  the call is answered, the confirmation is played, and we hang up
-  (:class:`ivr.media_calls.FeatureCall`);
+- **feature codes** (``*23*2*1300#``): the call is answered at once, the command is
+  stored (with its audit entry) when the caller ACKs, the confirmation is played, and we
+  hang up (:class:`ivr.media_calls.FeatureCall`);
 - **calls to a user** (extension, DID or mobile number): the routing core decides from
   the user's profile (:class:`ivr.user_calls.UserCall`); a ring forks to every
   registered contact of the named devices through the pure B2BUA core (:mod:`ivr.b2bua`);
   a spoken redirect and voicemail are answered by us
-  (:class:`ivr.media_calls.Announcement`); Stör ej is 486; a forward routes again.
+  (:class:`ivr.media_calls.Announcement`); Stör ej is 486; a forward routes again, or
+  goes out through the trunk (:mod:`ivr.trunk`: allow-list, Diversion); a mobile device
+  (MEX) rings through the trunk;
+- **outgoing calls** (a device dials a public number): through the trunk, showing the
+  caller-ID the active profile sets for that device kind.
 
 In-dialog requests and ACKs go to the dialog's owner (:class:`DialogOwner`); a CANCEL to
 whoever holds the unanswered INVITE (:class:`Pending`).
@@ -27,20 +33,26 @@ from typing import Any, Protocol
 from twisted.logger import Logger
 
 from ivr.b2bua import Target, contact_uri, forwarded_max_forwards, loops_back, target_for
+from ivr.call_records import RecordIds
 from ivr.config import Config, User
+from ivr.directory import Directory
+from ivr.directory_service import DirectoryService
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.media_calls import FeatureCall, open_media
 from ivr.profile_service import ProfileService
+from ivr.queue_calls import QueueCall, QueueService
 from ivr.registration import RegistrationService
 from ivr.routing.model import Device
 from ivr.sip.core import Peer, ServerRequest, SipCore
 from ivr.sip.dialog import Dialog, DialogError, DialogId, DialogTable
-from ivr.sip.message import Request, Response
+from ivr.sip.headers import parse_name_addr
+from ivr.sip.message import Request, Response, SipParseError
 from ivr.sip.registrar import Registrar
 from ivr.sip.transaction import ack_key, tag_of
 from ivr.sip.uri import UriError, parse_uri
 from ivr.sipapp import log_auth_failure
+from ivr.trunk import external_number
 from ivr.user_calls import UserCall
 
 log = Logger(namespace="ivr.calls")
@@ -48,10 +60,11 @@ log = Logger(namespace="ivr.calls")
 
 @dataclass(frozen=True, slots=True)
 class CallServices:
-    """What a call controller needs from the rest of the service."""
+    """What a call controller needs from the rest of the service. ``config`` is the live
+    directory's current snapshot: read it at the moment of use, never keep it."""
 
     core: SipCore
-    config: Config
+    directory: Directory
     auth: RegistrationService
     profiles: ProfileService
     media: MediaEngine
@@ -62,6 +75,12 @@ class CallServices:
     reactor: Any
     registrar: Registrar | None = None
     store: Any = None  # where voicemail goes (ivr.voicemail.VoicemailSink)
+    directory_service: DirectoryService | None = None  # commits phone-made directory changes
+
+    @property
+    def config(self) -> Config:
+        """The current configuration snapshot (changes when the directory is edited)."""
+        return self.directory.config
 
 
 class DialogOwner(Protocol):
@@ -86,6 +105,9 @@ class CallManager:
         self.dialogs = DialogTable()
         self.owners: dict[DialogId, DialogOwner] = {}
         self.pending: dict[int, Pending] = {}
+        self._on_end: dict[int, tuple[object, Callable[[], None]]] = {}
+        self.record_ids = RecordIds(services.rng)  # call record ids
+        self.queues = QueueService(services.profiles)  # *45/*46, queue calls
 
     @property
     def active_calls(self) -> int:
@@ -107,6 +129,17 @@ class CallManager:
         """``invite`` is no longer ``owner``'s to answer."""
         if self.pending.get(id(invite)) is owner:
             del self.pending[id(invite)]
+        hook = self._on_end.get(id(invite))
+        if hook is not None and hook[0] is owner:
+            del self._on_end[id(invite)]
+            hook[1]()
+
+    def when_ended(
+        self, invite: ServerRequest, owner: object, callback: Callable[[], None]
+    ) -> None:
+        """Call ``callback`` when ``owner`` (which answers ``invite``, e.g. an
+        :class:`~ivr.media_calls.Announcement`) is done with it (its :meth:`forget`)."""
+        self._on_end[id(invite)] = (owner, callback)
 
     # -- where users are -------------------------------------------------------------------
 
@@ -149,6 +182,9 @@ class CallManager:
         if loops_back(req, core.host, core.port):
             request.respond(482, "Loop Detected")
             return
+        if services.config.sip.is_trusted(request.peer.host):
+            self._trunk_call(request, dialled)
+            return
         now = core.now()
         username, refusal = services.auth.authenticate(req, str(request.peer), now, proxy=True)
         if refusal is not None:
@@ -160,11 +196,45 @@ class CallManager:
         if found is None:
             request.respond(403, "Unknown device")
             return
-        user, _device = found
+        user, device = found
         if services.config.feature_codes.is_feature_code(dialled):
             self._feature_call(request, dialled, user, username or "")
+        elif services.config.user_by_number(dialled) is None and (
+            number := external_number(dialled, services.config.company.numbers)
+        ):
+            self._outgoing_call(request, number, user, device.kind)
         else:
             self._user_call(request, dialled, user)
+
+    def _trunk_call(self, request: ServerRequest, dialled: str) -> None:
+        """An INVITE from a trusted trunk address: no digest; the caller is the From
+        number, the Request-URI a DID or mobile number (any format) of a user."""
+        config = self.services.config
+        callee = config.user_by_number(dialled)
+        if callee is None:
+            request.respond(404, "No such number")
+            return
+        hops = forwarded_max_forwards(request.request)
+        if hops is None:
+            request.respond(483)
+            return
+        number, display = "anonymous", None
+        try:
+            sender = parse_name_addr(request.request.headers.get("from") or "")
+            number = config.company.numbers.canonical(sender.uri.user_decoded or "") or number
+            display = sender.display_text
+        except SipParseError:
+            pass
+        call = UserCall(self, request, None, hops, number=number, display=display)
+        call.route(callee, dialled)
+
+    def _outgoing_call(self, request: ServerRequest, number: str, caller: User, kind: str) -> None:
+        """A user's device dials a public number: out through the trunk."""
+        hops = forwarded_max_forwards(request.request)
+        if hops is None:
+            request.respond(483)
+            return
+        UserCall(self, request, caller, hops).dial_out(number, kind)
 
     def _feature_call(self, request: ServerRequest, dialled: str, user: User, actor: str) -> None:
         media = open_media(self.services, request)
@@ -173,13 +243,18 @@ class CallManager:
 
     def _user_call(self, request: ServerRequest, dialled: str, caller: User) -> None:
         callee = self.services.config.user_by_number(dialled)
-        if callee is None:
+        queue = self.services.config.queue_by_number(dialled)
+        if callee is None and queue is None:
             request.respond(404, "No such user")
             return
         hops = forwarded_max_forwards(request.request)
         if hops is None:
             request.respond(483)
             return
+        if queue is not None:
+            QueueCall(self, request, caller, hops, queue).start(self.queues)
+            return
+        assert callee is not None
         UserCall(self, request, caller, hops).route(callee, dialled)
 
     def handle_in_dialog(self, request: ServerRequest) -> bool:

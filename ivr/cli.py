@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ivr.config import ConfigError, load_config
+from ivr.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = Path("config/ivr.toml")
 
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["strict", "server"],
         help="digest uri: the Request-URI only (strict), or also the server's own address",
     )
+    serve.add_argument(
+        "--trunk",
+        metavar="URI",
+        help="outbound trunk peer, e.g. sip:192.0.2.10:5060 (overrides [trunk] peer)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     serve.set_defaults(func=_serve)
 
@@ -92,22 +97,44 @@ def _serve(args: argparse.Namespace) -> int:
     from ivr.serve import run
 
     config = load_config(args.config)
+    if args.trunk:
+        config = _with_trunk(config, args.trunk)
     return run(config, args)
+
+
+def _with_trunk(config: Config, uri: str) -> Config:
+    """``config`` with its trunk peer replaced (a config without one gets a trunk that
+    allows no forward targets)."""
+    from dataclasses import replace
+
+    from ivr.trunk import Trunk, parse_peer
+
+    try:
+        host, port, transport = parse_peer(uri)
+    except ValueError as exc:
+        raise CliError(f"--trunk: {exc}") from None
+    if config.trunk is None:
+        return replace(config, trunk=Trunk(host=host, port=port, transport=transport))
+    return replace(config, trunk=replace(config.trunk, host=host, port=port, transport=transport))
 
 
 def _profile_show(args: argparse.Namespace) -> int:
     import json
     from datetime import datetime
 
+    from ivr.directory import overlay
     from ivr.profile_service import effective_json
     from ivr.routing.profiles import effective, expire
     from ivr.store.sqlite import SqliteStore
 
     config = load_config(args.config)
+    db = Path(args.db) if args.db else config.store.path
+    if db.exists():  # the live directory: the file plus changes made over the API
+        with SqliteStore(db) as store:
+            config = overlay(config, store.directory.load()).config
     user = config.user(args.extension)
     if user is None:
         raise CliError(f"no user with extension {args.extension!r} in {config.path}")
-    db = Path(args.db) if args.db else config.store.path
     if not db.exists():
         raise CliError(f"no database at {db} (start the service once, or pass --db)")
     now = datetime.now(config.company.tz)

@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
@@ -44,7 +44,9 @@ from ivr.routing.model import (
 )
 from ivr.routing.numbers import NumberError, NumberPlan
 from ivr.routing.profiles import Rules
+from ivr.routing.queues import FALLBACK_ACTIONS, Fallback, Queue
 from ivr.routing.schedule import Calendar
+from ivr.trunk import DIVERSION_MODES, Trunk, parse_peer
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
@@ -190,6 +192,24 @@ class StoreConfig:
     path: Path = Path("var/ivr.sqlite3")
 
 
+SYSTEM_PROMPTS: tuple[str, ...] = ("leave_message", "invalid_code", "goodbye")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelfServiceConfig:
+    """Phone self-service: PIN on ``*97``, PIN guard limits, recording limits."""
+
+    own_mailbox_pin: bool = False  # *97 from the user's own device asks for the PIN too
+    pin_tries_per_call: int = 3
+    pin_failures_per_hour: int = 10
+    pin_lockout_seconds: float = 900.0
+    recording_min_seconds: float = 0.5
+    recording_max_seconds: float = 120.0
+    recording_silence_seconds: float = 3.0
+    system_prompts: tuple[str, ...] = SYSTEM_PROMPTS
+    """``*77<id>``/``*99<id>``: prompt <id> is the id-th name here (1-based)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole validated configuration, with lookups by extension, username, number."""
@@ -205,6 +225,9 @@ class Config:
     users: tuple[User, ...]
     profiles: tuple[Profile, ...]
     feature_codes: FeatureCodes
+    trunk: Trunk | None = None  # None: no [trunk] table, no calls to the public network
+    selfservice: SelfServiceConfig = field(default_factory=SelfServiceConfig)
+    queues: tuple[Queue, ...] = ()  # [[queues]]: call queues with their own numbers
     rules: Rules = field(init=False, repr=False, compare=False)
     _by_ext: dict[str, User] = field(init=False, repr=False, compare=False)
     _by_username: dict[str, tuple[User, Device]] = field(init=False, repr=False, compare=False)
@@ -245,6 +268,14 @@ class Config:
     def profile(self, key: str | int) -> Profile | None:
         """A profile by id or number."""
         return self.rules.get(key)
+
+    def queue(self, queue_id: str) -> Queue | None:
+        """A call queue by id (the name users list)."""
+        return next((q for q in self.queues if q.id == queue_id), None)
+
+    def queue_by_number(self, number: str) -> Queue | None:
+        """The call queue dialled as ``number``."""
+        return next((q for q in self.queues if q.number == number), None)
 
 
 def load_config(path: Path) -> Config:
@@ -858,12 +889,141 @@ def parse_config(data: Mapping[str, object], path: Path, cwd: Path | None = None
         users=tuple(users),
         profiles=tuple(profiles),
         feature_codes=codes,
+        queues=_queues(top, company, users, path),
+        trunk=_trunk(top.table("trunk")) if top.has("trunk") else None,
+        selfservice=_selfservice(top.table("selfservice")),
     )
     top.done()
     return config
+
+
+def _trunk(t: _Table) -> Trunk:
+    """``[trunk]``: peer URI, allowed forward prefixes, diversion signalling."""
+    host, port, transport = t.convert("peer", t.text("peer"), parse_peer)
+    allow = t.texts("allow", [])
+    for i, prefix in enumerate(allow):
+        if re.fullmatch(r"\+[0-9]{1,15}", prefix) is None:
+            raise t.error(f"allow[{i}]", f"must be an E.164 prefix like '+46', got {prefix!r}")
+    diversion = t.texts("diversion", ["diversion"], DIVERSION_MODES)
+    if not diversion:
+        raise t.error("diversion", "must name 'diversion' and/or 'history-info'")
+    trunk = t.build(
+        Trunk,
+        host=host,
+        port=port,
+        transport=transport,
+        allow=tuple(allow),
+        diversion=tuple(diversion),
+    )
+    t.done()
+    return trunk
+
+
+def _selfservice(t: _Table) -> SelfServiceConfig:
+    """``[selfservice]``: voicemail PIN, PIN guard and recording limits."""
+    shortest = t.number("recording_min_seconds", 0.5, 0.1, 10.0)
+    found = SelfServiceConfig(
+        own_mailbox_pin=t.flag("own_mailbox_pin", False),
+        pin_tries_per_call=t.integer("pin_tries_per_call", 3, 1, 20),
+        pin_failures_per_hour=t.integer("pin_failures_per_hour", 10, 1, 1000),
+        pin_lockout_seconds=t.number("pin_lockout_seconds", 900.0, 1.0, 86400.0 * 7),
+        recording_min_seconds=shortest,
+        recording_max_seconds=t.number("recording_max_seconds", 120.0, shortest, 3600.0),
+        recording_silence_seconds=t.number("recording_silence_seconds", 3.0, 0.5, 60.0),
+        system_prompts=tuple(t.texts("system_prompts", list(SYSTEM_PROMPTS))),
+    )
+    for i, name in enumerate(found.system_prompts):
+        if re.fullmatch(r"[a-z0-9_]{1,64}", name) is None:
+            raise t.error(f"system_prompts[{i}]", f"must be a prompt name, got {name!r}")
+    t.done()
+    return found
+
+
+def _queue(t: _Table, plan: NumberPlan) -> Queue:
+    number = t.raw("number")
+    if isinstance(number, int) and not isinstance(number, bool):
+        number = str(number)
+    if not isinstance(number, str) or not plan.is_extension(number):
+        span = f"{plan.extension_min}-{plan.extension_max}"
+        raise t.error("number", f"must be {span} digits not starting with 0, got {_show(number)}")
+    action, _, target = t.text("fallback", "busy").partition(":")
+    if action not in FALLBACK_ACTIONS or (action == "busy") != (not target):
+        raise t.error(
+            "fallback", "must be 'busy', 'voicemail:<extension>' or 'forward:<number or extension>'"
+        )
+    if action == "forward":
+        target = t.convert("fallback", target, lambda x: _target(x, plan, mobile=False))
+    elif action == "voicemail" and not plan.is_extension(target):
+        raise t.error("fallback", f"voicemail needs a mailbox extension, got {target!r}")
+    queue = t.build(
+        Queue,
+        id=_ident(t, "id"),
+        number=number,
+        name=t.text("name"),
+        ring_seconds=t.integer("ring_seconds", 20, 1, 600),
+        fallback=t.build(Fallback, action=action, target=target or None),
+    )
+    t.done()
+    return queue
+
+
+def _queues(top: _Table, company: Company, users: list[User], path: Path) -> tuple[Queue, ...]:
+    """``[[queues]]``: ids and numbers unique (numbers also against extensions), fallback
+    targets existing users, and every queue a user lists defined."""
+    queues: list[Queue] = []
+    ids: dict[str, str] = {}
+    numbers: dict[str, str] = {u.extension: f"user {u.extension}" for u in users}
+    exts = {u.extension for u in users}
+    for t in top.tables("queues"):
+        queue = _queue(t, company.numbers)
+        _unique(path, ids, queue.id, t.key("id"), "queue id")
+        _unique(path, numbers, queue.number, t.key("number"), "number")
+        target = queue.fallback.target
+        if target is not None and company.numbers.is_extension(target) and target not in exts:
+            raise t.error("fallback", f"no user with extension {target}")
+        queues.append(queue)
+    if queues:
+        for i, user in enumerate(users):
+            for j, name in enumerate(user.queues):
+                if name not in ids:
+                    known = ", ".join(sorted(ids))
+                    raise ConfigError(
+                        path, f"users[{i}].queues[{j}]", f"no queue {name!r}; one of {known}"
+                    )
+    return tuple(queues)
 
 
 def _store(t: _Table, cwd: Path) -> StoreConfig:
     store = StoreConfig(path=_path(t, "path", "var/ivr.sqlite3", cwd))
     t.done()
     return store
+
+
+# --- one directory object at a time (the HTTP API's bodies) ---------------------------------
+
+
+def parse_user(data: object, company: Company, profiles: Iterable[Profile], file: str) -> User:
+    """A user (with devices and schedules) from the same shape as a ``[[users]]`` table;
+    errors are :class:`ConfigError` naming ``file`` (e.g. the API path) and the key.
+    Cross-object checks (unique numbers, ...) are the caller's."""
+    by_id = {p.id: p for p in profiles}
+    return _user(_Table(Path(file), "", data), company, by_id)
+
+
+def parse_device(data: object, user: User, company: Company, file: str) -> Device:
+    """One device of ``user`` from the shape of a ``[[users.devices]]`` table."""
+    draft = _UserDraft(extension=user.extension, mobile=user.mobile)
+    return _device(_Table(Path(file), "", data), draft, company.numbers)
+
+
+def parse_profile(data: object, company: Company, file: str) -> Profile:
+    """A profile from the shape of a ``[[profiles]]`` table (targets not cross-checked)."""
+    return _profile(_Table(Path(file), "", data), company.numbers, [], [])
+
+
+def parse_schedule(
+    data: object, profiles: Iterable[Profile], file: str, index: int = 0
+) -> Schedule:
+    """A schedule from the shape of a ``[[users.schedules]]`` table."""
+    by_id = {p.id: p for p in profiles}
+    return _schedule(_Table(Path(file), "", data), index, by_id)

@@ -449,6 +449,13 @@ class FlowRunner:
         """The ``Execute``d command ran at ``at`` with ``result``."""
         return self._run(self.flow.handle(CommandDone(result=result, at=at)), now)
 
+    def event(self, event: Any, now: float) -> list[Any]:
+        """Any other event the flow waits for (a store lookup answered, a recording
+        done: see :mod:`ivr.mailbox_menu`); actions it does not know pass through."""
+        if self.done:
+            return []
+        return self._run(self.flow.handle(event), now)
+
     def _collected(self, actions: list[CollectorAction], now: float) -> list[CallAction]:
         out: list[CallAction] = []
         for action in actions:

@@ -14,8 +14,9 @@ from typing import Any
 from twisted.internet import defer
 
 from ivr.config import Config
+from ivr.directory import Directory
 from ivr.routing.commands import CommandResult, ProfileCommand, apply_command
-from ivr.routing.profiles import Effective, effective, expire
+from ivr.routing.profiles import Effective, Rules, effective, expire
 from ivr.routing.state import AuditEntry, Via
 from ivr.store.async_store import AsyncStore
 from ivr.store.errors import ConflictError
@@ -30,12 +31,25 @@ class UnknownUser(LookupError):
 class ProfileService:
     """The one way profiles change, whoever asks (phone, API, IVR)."""
 
-    def __init__(self, config: Config, store: AsyncStore, now: Callable[[], datetime]) -> None:
-        self.config = config
-        self.rules = config.rules
+    def __init__(
+        self, config: Config | Directory, store: AsyncStore, now: Callable[[], datetime]
+    ) -> None:
+        self.directory = config if isinstance(config, Directory) else Directory(config)
         self.store = store
         self.now = now
         self._locks: dict[str, defer.DeferredLock] = {}
+        # Called as listener(user, result, audit_entry) after each stored change (the
+        # queue service: a profile change logs into/out of queues); may return a Deferred.
+        self.listeners: list[Callable[..., Any]] = []
+
+    @property
+    def config(self) -> Config:
+        """The directory's current snapshot (read at the moment of use)."""
+        return self.directory.config
+
+    @property
+    def rules(self) -> Rules:
+        return self.directory.config.rules
 
     def _user(self, extension: str) -> Any:
         user = self.config.user(extension)
@@ -52,8 +66,10 @@ class ProfileService:
         actor: str,
         via: Via,
         on_behalf_of: str | None = None,
+        device: str | None = None,
     ) -> Any:
         """Apply ``command`` to ``extension``'s profile state; returns a CommandResult.
+        ``device``: the phone it came from (kept in the audit detail).
 
         Changes to one user run one after another (a lock per user); the version check
         still guards against another process writing the same state."""
@@ -61,14 +77,20 @@ class ProfileService:
         lock = self._locks.setdefault(user.extension, defer.DeferredLock())
         yield lock.acquire()
         try:
-            result = yield self._execute(user, command, actor, via, on_behalf_of)
+            result = yield self._execute(user, command, actor, via, on_behalf_of, device)
         finally:
             lock.release()
         return result
 
     @defer.inlineCallbacks
     def _execute(
-        self, user: Any, command: ProfileCommand, actor: str, via: Via, on_behalf_of: str | None
+        self,
+        user: Any,
+        command: ProfileCommand,
+        actor: str,
+        via: Via,
+        on_behalf_of: str | None,
+        device: str | None = None,
     ) -> Any:
         for attempt in range(MAX_ATTEMPTS):
             now = self.now()
@@ -90,7 +112,7 @@ class ProfileService:
                 action=result.action,
                 target_user=user.extension,
                 via=via,
-                detail=result.detail,
+                detail={**result.detail, "device": device} if device else result.detail,
                 on_behalf_of=on_behalf_of,
             )
             try:
@@ -99,6 +121,8 @@ class ProfileService:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 continue
+            for listener in self.listeners:
+                yield listener(user, result, entry)
             return replace(result, state=saved)
         raise AssertionError("unreachable")
 

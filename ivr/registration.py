@@ -66,6 +66,16 @@ class RegistrationService:
         self.lookup = lookup
         self.server_uri_ok = server_uri_ok
         self.algorithms_for = algorithms_for
+        self._date_second = -1
+        self._date_text = ""
+
+    def _date(self, now: float) -> str:
+        """The Date header for ``now`` (formatted once per second)."""
+        second = int(now)
+        if second != self._date_second:
+            self._date_text = formatdate(second, usegmt=True)
+            self._date_second = second
+        return self._date_text
 
     def challenge(
         self, now: float, *, stale: bool = False, proxy: bool = False, user: str | None = None
@@ -138,7 +148,7 @@ class RegistrationService:
         for binding, remaining in result.contacts:
             headers.append(("Contact", f"<{binding.contact}>;expires={remaining}"))
         if result.status == 200:
-            headers.append(("Date", formatdate(now, usegmt=True)))
+            headers.append(("Date", self._date(now)))
         return RegisterOutcome(
             Reply(result.status, result.reason, tuple(headers)),
             changed=result.changed,

@@ -15,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -202,6 +203,22 @@ def lunch_words(view: dict[str, object], now: datetime) -> list[str]:
     return phrases.activated(2, until, now, "sv")
 
 
+def wait_for(check: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """Bounded polling until ``check()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def next_at(now: datetime, hour: int, minute: int) -> datetime:
+    """The next HH:MM (Stockholm time) strictly after ``now``."""
+    moment = datetime.combine(now.date(), clock_time(hour, minute), tzinfo=TZ)
+    return moment if moment > now else moment + timedelta(days=1)
+
+
 @pytest.fixture
 def sink() -> Iterator[RtpSink]:
     receiver = RtpSink()
@@ -209,35 +226,83 @@ def sink() -> Iterator[RtpSink]:
     receiver.close()
 
 
-def test_cancel_right_after_100_trying_leaves_no_call(
+def test_cancel_right_after_100_trying_meets_the_answer_and_stores_only_on_the_ack(
     service: RunningService, sipp_binary: str, sink: RtpSink
 ) -> None:
+    """A feature call is answered at once (the change waits for the ACK), so a CANCEL sent
+    on the 100 always meets our 200: 481, the caller ACKs and hangs up. The change is made
+    once, on the ACK: no CANCEL ever leaves a change behind a 487."""
     result = run(service, "feature_code_cancel.xml", sink, "*23*2*1300%23")
     assert result.returncode == 0 and result.successful == 1, result.explain()
     log = trace(result)
     cancel = first(log, lambda m: m.sent and m.is_request("CANCEL"), "CANCEL")
     invite = [m for m in log if m.sent and m.is_request("INVITE")][-1]
     assert cancel.header("via") == invite.header("via"), "CANCEL must reuse the INVITE's branch"
-
-    if any(m.is_response(487, "INVITE") for m in log):  # the CANCEL won
-        first(log, lambda m: not m.sent and m.is_response(200, "CANCEL"), "200 to the CANCEL")
-        terminated = first(log, lambda m: m.is_response(487, "INVITE"), "487")
-        assert not any(m.is_response(200, "INVITE") for m in log), "answered after 487"
-        assert not any(not m.sent and m.is_request("BYE") for m in log), "BYE without a dialog"
-        late = [p.at - terminated.at for p in sink.packets if p.at > terminated.at + RTP_STOP]
-        assert not late, f"RTP went on after the 487: {late[:5]}"
-        print(f"CANCEL won: 487 after {terminated.at - cancel.at:.4f} s")
-    else:  # the 200 was already on its way: the CANCEL gets 481, we hang up
-        first(log, lambda m: not m.sent and m.is_response(481, "CANCEL"), "481 to the CANCEL")
-        first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to our BYE")
-        print("CANCEL lost the race: 481, then BYE")
+    answered = first(log, lambda m: not m.sent and m.is_response(200, "INVITE"), "the 200")
+    refused = first(log, lambda m: not m.sent and m.is_response(481, "CANCEL"), "481")
+    assert answered.at <= refused.at, "the INVITE was answered before the CANCEL was seen"
+    assert not any(m.is_response(487, "INVITE") for m in log), "nothing left to cancel"
+    ack = first(log, lambda m: m.sent and m.header("cseq") == "2 ACK", "the ACK of the 200")
+    assert ack.at >= answered.at
+    first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to our BYE")
 
     assert idle(service), "a call was left behind"
-    actions = audit_actions(service)
+    assert wait_for(lambda: audit_actions(service) == ["activate"]), audit_actions(service)
     view = profile(service)
-    # executed at most once, and the stored state agrees with the audit trail
-    assert actions in ([], ["activate"]), actions
-    assert (view["profile"] == "lunch") == (actions == ["activate"]), (view, actions)
+    assert (view["profile"], view["source"]) == ("lunch", "manual"), view
+
+
+def test_bye_before_the_ack_changes_nothing(
+    service: RunningService, sipp_binary: str, sink: RtpSink
+) -> None:
+    """The caller hangs up on our 200 without confirming it: no change, no prompt."""
+    result = run(service, "feature_code_bye_before_ack.xml", sink, "*23*2*1300%23")
+    assert result.returncode == 0 and result.successful == 1, result.explain()
+    log = trace(result)
+    first(log, lambda m: not m.sent and m.is_response(200, "INVITE"), "the 200")
+    bye = first(log, lambda m: m.sent and m.is_request("BYE"), "the caller's BYE")
+    first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to the BYE")
+    assert not any(not m.sent and m.is_request("BYE") for m in log), "the server sent a BYE"
+    assert not [p for p in sink.packets if p.at > bye.at + RTP_STOP], "RTP after the BYE"
+    assert idle(service), "a call was left behind"
+    time.sleep(0.3)  # a store started by mistake would have landed by now
+    view = profile(service)
+    assert (view["profile"], view["source"]) == ("available", "standard"), view
+    assert audit_actions(service) == []
+
+
+def test_info_digit_before_the_ack_is_delivered(
+    service: RunningService, sipp_binary: str, tmp_path: Path
+) -> None:
+    """*23 menu: the first key comes as SIP INFO between our 200 and the ACK (RFC 3261 §12:
+    the dialog exists once the 200 is sent). It is answered 200 and counts: 3 (meeting),
+    then 1430# after the ACK, sets Möte until 14:30."""
+    before = datetime.now(TZ)
+    keyword = "[authentication username=1001 password=anna-desk-1001]"
+    digits = dict(zip(("d1", "d2", "d3", "d4", "d5", "d6"), "31430#", strict=True))
+    result = Sipp(
+        scenario="menu_info_early.xml",
+        remote=(service.host, service.sip_port),
+        inf_rows=[["1001", keyword, DOMAIN]],
+        keys={"code": "*23", **digits},
+        timeout=30,
+        workdir=tmp_path,
+    )()
+    after = datetime.now(TZ)
+    assert result.returncode == 0 and result.successful == 1, result.explain()
+    log = trace(result)
+    early = first(log, lambda m: m.sent and m.is_request("INFO"), "the early INFO")
+    ack = first(log, lambda m: m.sent and m.header("cseq") == "2 ACK", "the ACK of the 200")
+    assert early.at <= ack.at, "the INFO must precede the ACK of the 200"
+    first(log, lambda m: not m.sent and m.is_request("BYE"), "the server's BYE")
+    infos = [m for m in log if not m.sent and m.is_response(200, "INFO")]
+    assert len(infos) == 6, [m.start for m in log]
+    assert wait_for(lambda: profile(service)["profile"] == "meeting"), profile(service)
+    view = profile(service)
+    assert (view["source"], view["set_via"]) == ("manual", "ivr"), view
+    until = datetime.fromisoformat(str(view["until"]))
+    assert until in {next_at(before, 14, 30), next_at(after, 14, 30)}, until
+    assert audit_actions(service) == ["activate"]
 
 
 def test_cancel_after_the_200_gets_481_and_the_call_goes_on(
@@ -280,7 +345,7 @@ def test_caller_bye_mid_prompt_is_answered_and_stops_rtp_at_once(
     print(f"last RTP {last - bye.at:+.4f} s after the BYE; 200 after {ok.at - bye.at:.4f} s")
 
     view = profile(service)
-    assert (view["profile"], view["source"]) == ("lunch", "manual")  # stored before the answer
+    assert (view["profile"], view["source"]) == ("lunch", "manual")  # stored on the ACK
     assert sink.speech_frames() < frames_of(lunch_words(view, now)) - 25, "the prompt ran on"
     assert idle(service), "the call was not released"
     assert audit_actions(service) == ["activate"]

@@ -284,7 +284,9 @@ def test_baresip_sndcode_chooses_trip_until_a_date(
     ]
     assert answer and "a=rtpmap:101 telephone-event/8000" in answer[0], from_server
     until = {next_date(before, 12, 24), next_date(after, 12, 24)}
-    assert_activated(md5_service, "trip", until, actor=SOFT_USER)
+    # the actor is the user (extension), the device is kept in the audit detail
+    assert_activated(md5_service, "trip", until, actor=USER)
+    assert audit(md5_service)[0].detail["device"] == SOFT_USER
 
 
 def baresip_received(log: str, source: str) -> list[str]:

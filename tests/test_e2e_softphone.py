@@ -16,8 +16,12 @@ MD5 only (``--auth-algorithms MD5``) and checks digest uris strictly.
 from __future__ import annotations
 
 import itertools
+import json
 import re
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -322,5 +326,79 @@ def test_english_softphone_hears_dnd_and_query(md5_service: RunningService, tmp_
         near_misses={"lunch": phrases.current_profile(2, None, now, "en"), "activated": said},
         unrelated=phrases.invalid_code("en"),
         lang="en",
+        codec=codec,
+    )
+
+
+CLI = (sys.executable, "-m", "ivr.cli")
+
+
+def admin_token(service: RunningService) -> str:
+    """An admin API token made with the real CLI (``ivr token create --admin``)."""
+    cli = subprocess.run(
+        [*CLI, "token", "create", "--user", "1000", "--admin", "--db", str(service.db)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 0, cli.stderr
+    return cli.stdout.strip()
+
+
+def put_json(service: RunningService, path: str, token: str, body: dict[str, object]) -> Any:
+    """PUT a JSON body with a bearer token; the decoded answer (2xx only)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{service.http_port}{path}",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def test_caller_hears_the_spoken_redirect_of_a_user_at_lunch(
+    md5_service: RunningService, tmp_path: Path
+) -> None:
+    # Lunch set over the API (admin acting for Bengt) takes effect on the next SIP call.
+    view = put_json(
+        md5_service,
+        "/api/v1/users/1002/profile",
+        admin_token(md5_service),
+        {"profile": "lunch", "until": "13:00"},
+    )
+    assert view["profile"] == "lunch", view
+    until = datetime.fromisoformat(view["until"]).astimezone(TZ)
+    assert (until.hour, until.minute) == (13, 0)
+
+    phone = softphone(md5_service, tmp_path, "1001-soft", "anna-soft-1001", register=False)
+    with phone:
+        now = datetime.now(TZ)
+        start = len(phone.events)
+        reply = phone.dial("sip:1002@ivr.local")
+        assert reply.get("ok"), reply
+        phone.wait_event("CALL_ESTABLISHED", timeout=10, start=start)
+        # redirect, "leave a message", beep; silence from the phone ends the recording
+        phone.wait_event("CALL_CLOSED", timeout=30, start=start)
+    recordings = phone.recordings()
+    assert len(recordings) == 1, recordings
+    heard = load(recordings[0])
+    codec = heard_codec(phone)
+
+    redirect = phrases.redirect("1002", 2, until, now, "sv")  # "… är på lunch, åter klockan 13"
+    assert_heard(
+        heard,
+        [*redirect, "leave_message", "beep"],
+        near_misses={
+            "gone": [*phrases.redirect("1002", 4, until, now, "sv"), "leave_message", "beep"],
+            "at 14": [
+                *phrases.redirect("1002", 2, until.replace(hour=14), now, "sv"),
+                "leave_message",
+                "beep",
+            ],
+        },
+        unrelated=phrases.invalid_code("sv"),
+        lang="sv",
         codec=codec,
     )

@@ -199,4 +199,5 @@ def test_config_table_is_data() -> None:
     codes = {s.code: s.action for s in CODES.specs}
     assert codes["*23*{p}*{hhmm}#"] == "activate"
     assert codes["*33*{ext}*{pin}#{code}"] == "on_behalf"
-    assert len(codes) == 16
+    assert (codes["*77{id}"], codes["*99{id}"]) == ("record_prompt", "play_prompt")
+    assert len(codes) == 18

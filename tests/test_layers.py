@@ -21,6 +21,15 @@ PURE_MODULES = (
     "media/phrases.py",
     "registration.py",
     "flows.py",
+    # phone self-service menus and the PIN guard
+    "pin_guard.py",
+    "mailbox_menu.py",
+    "record_menu.py",
+    "prompt_menu.py",
+    # the trunk, the live directory's snapshot logic, call detail records
+    "trunk.py",
+    "directory.py",
+    "call_records.py",
 )
 IO_LIBRARIES = ("twisted", "socket", "sqlite3", "soundfile", "subprocess", "threading", "asyncio")
 
@@ -58,6 +67,65 @@ def test_pure_modules_do_no_io(path: Path) -> None:
 
 def test_pure_modules_exist() -> None:
     assert len(_pure_files()) >= 5
+    missing = [rel for rel in PURE_MODULES if not (ROOT / rel).exists()]
+    assert not missing, f"listed as pure but gone: {missing}"
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of an ``ivr`` module (or of the module an imported name lives in)."""
+    base = ROOT.parent.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _reachable(path: Path) -> dict[str, str]:
+    """Every name imported by ``path`` and the ``ivr`` modules it imports, transitively:
+    imported name -> the module importing it."""
+    found: dict[str, str] = {}
+    todo, seen = [path], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        who = str(current.relative_to(ROOT.parent))
+        for name in _imports(current):
+            found.setdefault(name, who)
+        for name in _ivr_modules(current):
+            target = _module_file(name)
+            if target is not None:
+                todo.append(target)
+    return found
+
+
+def _ivr_modules(path: Path) -> set[str]:
+    """The ``ivr`` modules ``path`` imports ("from ivr.media import phrases" is
+    ``ivr.media`` and, being a module, ``ivr.media.phrases``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.split(".")[0] == "ivr")
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and node.module.split(".")[0] == "ivr"
+        ):
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", _pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_modules_reach_no_io_through_other_modules(path: Path) -> None:
+    bad = {
+        f"{name} (by {who})"
+        for name, who in _reachable(path).items()
+        if name.split(".")[0] in IO_LIBRARIES or name in ("ivr.app", "time")
+    }
+    assert not bad, f"{path.relative_to(ROOT)} reaches {sorted(bad)}"
 
 
 @pytest.mark.parametrize(("package", "forbidden"), [("routing", "ivr.sip"), ("sip", "ivr.routing")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 
@@ -26,11 +27,17 @@ class FakeSocket:
         self.family = family
         self.sent: list[tuple[bytes, tuple[str, int]]] = []
         self.fail = False
+        self.clock: Clock | None = None  # set: each send costs `cost` seconds of it
+        self.cost = 0.0
+        self.times: list[float] = []
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
         if self.fail:
             raise BlockingIOError("buffer full")
         self.sent.append((data, addr))
+        if self.clock is not None:
+            self.clock.rightNow += self.cost
+            self.times.append(self.clock.rightNow)
         return len(data)
 
 
@@ -579,3 +586,139 @@ def test_inband_digits_are_timed_on_the_reactor_clock() -> None:
     run(reactor, 10)
     assert [e.digit for e in events] == ["7"]
     assert 1000.0 < events[0].start < reactor.seconds()
+
+
+# --- the struct-of-arrays send path --------------------------------------------------------
+
+
+def test_the_players_position_is_live_while_playing_and_kept_after():
+    reactor, engine = make_engine()
+    stream = open_call(engine)
+    player = frames(5)
+    stream.play(player)
+    run(reactor, 2)
+    assert (player.position, player.remaining_frames, player.done) == (2, 3, False)
+    stream.stop()
+    run(reactor, 2)
+    assert player.position == 2 and player.stopped
+    other = open_call(engine)
+    with pytest.raises(ValueError, match="160-sample frames"):
+        other.play(Player([b"\x01" * 160], codec="PCMU", frame_samples=80))
+
+
+def test_a_player_stopped_directly_ends_like_the_prompt_ran_out():
+    reactor, engine = make_engine()
+    stream = open_call(engine)
+    done: list[int] = []
+    player = frames(10)
+    stream.play(player, lambda: done.append(player.position))
+    run(reactor, 2)
+    player.stop()
+    run(reactor, 1)
+    assert done == [2] and not stream.playing
+    assert [p.payload[0] for p in sent(reactor, stream)] == [1, 2, 0xFF]
+
+
+def test_one_player_cannot_play_on_two_streams_at_once():
+    _, engine = make_engine()
+    first, second = open_call(engine), open_call(engine)
+    player = frames(3)
+    first.play(player)
+    with pytest.raises(RuntimeError, match="another stream"):
+        second.play(player)
+    assert first.playing and player.owner is first  # the refusal changed nothing
+    first.stop()
+    second.play(player)
+    assert second.playing and player.owner is second
+
+
+def test_many_streams_with_their_own_prompts_survive_arena_compaction():
+    reactor, engine = make_engine(port_max=29998)
+    moves: list[dict[int, int]] = []
+    place = engine._arena.place
+
+    def spy(buffer: bytes):
+        region, moved = place(buffer)
+        moves.append(moved)
+        return region, moved
+
+    engine._arena.place = spy  # type: ignore[method-assign]
+    scratch = open_call(engine, remote=("192.0.2.10", 4999))
+    streams, players = [], []
+    for i in range(40):  # 40 prompts of 150 frames: more than the arena's first 4096 rows
+        stream = open_call(engine, remote=("192.0.2.10", 5000 + i))
+        player = Player([bytes([(i + k) % 250 + 1]) * 160 for k in range(150)], codec="PCMU")
+        stream.play(player)
+        streams.append(stream)
+        players.append(player)
+        scratch.play(frames(60))  # replaces the last one: a dead region between live ones
+        run(reactor, 1)
+    run(reactor, 200)
+    assert any(moves), "the arena never had to move a playing prompt"
+    for i, stream in enumerate(streams):
+        payloads = [p.payload for p in sent(reactor, stream)]
+        expect = [bytes([(i + k) % 250 + 1]) * 160 for k in range(150)]
+        assert payloads[:150] == expect
+        assert set(payloads[150:]) == {b"\xff" * 160}
+        seqs = [p.sequence for p in sent(reactor, stream)]
+        assert seqs == [seq_add(seqs[0], k) for k in range(len(seqs))]
+        assert players[i].done and stream.sent == len(payloads)
+
+
+def test_a_stream_opened_by_a_callback_waits_for_the_next_tick_and_counters_survive_close():
+    reactor, engine = make_engine(max_burst=3)
+    gone, first = open_call(engine), open_call(engine)
+    run(reactor, 1)
+    gone.close()  # its place in the arrays (slot 0) is free for the next stream
+    assert gone.sent == 1 and gone.send_errors == 0
+    opened = []
+    later = frames(2)
+
+    def replace() -> None:
+        first.close()
+        opened.append(open_call(engine))
+        opened[0].play(later)
+
+    first.play(frames(1), replace)
+    reactor.advance(3 * TICK)  # a late tick with three frames due
+    assert first.closed and first.sent == 2 and first.send_errors == 0
+    assert opened[0]._slot == 0  # reused, yet not part of the tick that was running
+    assert sent(reactor, opened[0]) == [] and later.position == 0
+    run(reactor, 1)
+    assert [p.payload[0] for p in sent(reactor, opened[0])] == [1]
+    assert engine.streams == (opened[0],)
+
+
+def test_sequence_and_timestamp_wrap_in_the_arrays():
+    reactor, engine = make_engine()
+    stream = open_call(engine)
+    slot = stream._slot
+    engine._table.seq[slot] = 65535
+    engine._table.ts[slot] = 2**32 - 160
+    run(reactor, 2)
+    pkts = sent(reactor, stream)
+    assert [(p.sequence, p.timestamp) for p in pkts] == [(65535, 2**32 - 160), (0, 0)]
+
+
+def test_pacing_recovers_after_a_stall_even_when_a_frame_takes_most_of_the_tick():
+    reactor, engine = make_engine(max_burst=10)
+    streams = [open_call(engine, remote=("192.0.2.10", 4000 + i)) for i in range(10)]
+    for stream in streams:
+        sock = reactor.bound[stream.local_port].socket
+        sock.clock, sock.cost = reactor, 0.0012  # one frame for all: 12 ms of every 20
+
+    def run_for(seconds: float) -> None:
+        end = reactor.seconds() + seconds
+        while reactor.seconds() < end:
+            reactor.advance(0.0005)  # a reactor polling often, as the real one does
+
+    run_for(0.5)
+    reactor.rightNow += 0.025  # the process was stalled for 25 ms
+    run_for(1.0)
+    times = reactor.bound[streams[0].local_port].socket.times
+    gaps = [b - a for a, b in itertools.pairwise(times[-30:])]
+    # back to one frame per stream every 20 ms (a LoopingCall stays in 2-frame bursts)
+    assert max(abs(g - TICK) for g in gaps) < 0.002, gaps
+    assert engine.frames_skipped == 0
+    stamps = [p.timestamp for p in sent(reactor, streams[0])]
+    assert all((b - a) % 2**32 == 160 for a, b in itertools.pairwise(stamps))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.media.player import FRAME_SAMPLES, Player
+from ivr.media.player import FRAME_SAMPLES, SILENCE_ROWS, FrameArena, Player
 
 U = 0xFF  # μ-law silence
 A = 0xD5  # A-law silence
@@ -92,3 +92,67 @@ def test_repr_and_constants():
     assert repr(player) == "<Player PCMA 1/2 frames>"
     player.stop()
     assert repr(player) == "<Player PCMA 1/2 frames stopped>"
+
+
+# --- the frame arena -------------------------------------------------------------------
+
+
+def test_arena_keeps_silence_rows_and_shares_one_buffer():
+    arena = FrameArena(rows=8)
+    assert bytes(arena.frames[SILENCE_ROWS["PCMU"]]) == bytes([U]) * 160
+    assert bytes(arena.frames[SILENCE_ROWS["PCMA"]]) == bytes([A]) * 160
+    buffer = bytes(range(160)) + b"\x07" * 160
+    first, moved = arena.place(buffer)
+    again, _ = arena.place(buffer)
+    assert again is first and first.refs == 2 and moved == {}
+    assert bytes(arena.frames[first.start + 1]) == b"\x07" * 160
+    other, _ = arena.place(bytes(bytearray(buffer)))  # equal, another object: own rows
+    assert other is not first and other.start == first.start + 2
+    with pytest.raises(ValueError, match="not whole 160-byte frames"):
+        arena.place(b"\x00" * 100)
+
+
+def test_arena_compacts_live_regions_and_reports_the_moves():
+    arena = FrameArena(rows=6)  # 2 silence rows + 4
+    dead, _ = arena.place(b"\x01" * 320)
+    live, _ = arena.place(b"\x02" * 320)
+    arena.release(dead)
+    assert live.start == 4
+    big, moved = arena.place(b"\x03" * 480)  # no room: pack the live region, then grow
+    assert moved == {id(live): -2} and live.start == 2
+    assert bytes(arena.frames[2:4].tobytes()) == b"\x02" * 320
+    assert bytes(arena.frames[big.start : big.start + 3].tobytes()) == b"\x03" * 480
+    assert len(arena.frames) >= 2 * (2 + 2 + 3)
+    assert arena.live_rows == 5
+    arena.release(big)  # the newest region: its rows are reused at once
+    assert arena.top == big.start
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.position = 0
+        self.stops = 0
+
+    def _player_position(self) -> int:
+        return self.position
+
+    def _player_seek(self, position: int) -> None:
+        self.position = position
+
+    def _player_stopped(self) -> None:
+        self.stops += 1
+
+
+def test_an_owner_keeps_the_position_while_attached():
+    player = Player([bytes([i]) * 160 for i in range(5)], codec="PCMU")
+    owner = _Owner()
+    player._attach(owner)
+    owner.position = 3
+    assert player.position == 3 and player.remaining_frames == 2
+    assert player.next_frame() == b"\x03" * 160 and owner.position == 4
+    with pytest.raises(RuntimeError, match="another stream"):
+        player._attach(_Owner())
+    player.stop()
+    assert owner.stops == 1
+    player._detach(4)
+    assert player.position == 4 and player.done

@@ -6,6 +6,7 @@ import contextlib
 import random
 import struct
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,6 +19,8 @@ from ivr.media.rtp import (
     SourceLatch,
     is_rtcp,
     normalize_address,
+    pack_audio,
+    packet_dtype,
     parse_rtp,
     seq_add,
     seq_diff,
@@ -277,3 +280,40 @@ def test_hold_address_is_not_expected_and_ipv6_is_normalised():
 def test_latch_rejects_zero_probation():
     with pytest.raises(ValueError):
         SourceLatch(None, None, probation=0)
+
+
+def test_pack_audio_builds_every_packet_of_a_tick_at_once():
+    frames = np.array([[row] * 160 for row in range(4)], np.uint8)
+    out = np.empty(3, packet_dtype(160))
+    data = pack_audio(
+        out,
+        np.array([0x80 | 8, 0, 8], np.uint8),
+        np.array([65535, 7, 0], np.uint16),
+        np.array([2**32 - 160, 5, 0], np.uint32),
+        np.array([1, 2, 3], np.uint32),
+        frames,
+        np.array([3, 0, 3]),
+    )
+    packets = [parse_rtp(data[i * 172 : (i + 1) * 172]) for i in range(3)]
+    assert len(data) == 3 * 172
+    assert packets[0] == RtpPacket(
+        payload_type=8,
+        marker=True,
+        sequence=65535,
+        timestamp=2**32 - 160,
+        ssrc=1,
+        payload=b"\x03" * 160,
+    )
+    assert (packets[1].payload_type, packets[1].marker, packets[1].payload) == (
+        0,
+        False,
+        bytes(160),
+    )
+    assert (packets[2].sequence, packets[2].ssrc, packets[2].payload[0]) == (0, 3, 3)
+    with pytest.raises(ValueError, match="holds 3 packets, 4 wanted"):
+        pack_audio(
+            out,
+            *(np.zeros(4, t) for t in (np.uint8, np.uint16, np.uint32, np.uint32)),
+            frames,
+            np.zeros(4, np.intp),
+        )

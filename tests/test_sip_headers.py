@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ivr.sip import headers
 from ivr.sip.headers import (
     CSeq,
     NameAddr,
@@ -370,3 +371,31 @@ def test_random_values_raise_only_sip_parse_error(text: str) -> None:
     ):
         with contextlib.suppress(SipParseError):
             parser(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<sip:u1@ivr.local>;tag=abc",
+        '"Anna" <sip:1001@ivr.local>;tag=x-1.2',
+        "Anna <sip:a@b>;tag=zz",
+        "<sip:a@b;transport=tcp>;tag=1",
+        "<sip:a@b>;foo=1;tag=2",
+        "<sip:a@b> ;tag=3",
+        '<sip:a@b>;tag="quoted"',
+        "<sip:a@b>;tag=",
+        "<sip:a@b>;tag=1;tag=2",
+        "<sip:a b>;tag=1",
+    ],
+)
+def test_tagged_address_fast_path_agrees_with_the_full_parser(text: str) -> None:
+    """``<...>;tag=token`` reuses the cached parse of ``<...>``: same result, same error."""
+    try:
+        expected: object = headers._parse_name_addr(text)
+    except SipParseError as exc:
+        expected = ("error", exc.reason)
+    try:
+        got: object = parse_name_addr(text)
+    except SipParseError as exc:
+        got = ("error", exc.reason)
+    assert got == expected

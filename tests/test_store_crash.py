@@ -25,6 +25,19 @@ from ivr.store import SqliteStore
 
 store = SqliteStore(sys.argv[1])
 version = store.states.get("1001").version
+
+
+def registrations(v):
+    store.registrations.apply(
+        upserts=[Binding(aor={AOR!r}, contact=f"sip:{{v}}@x", expires_at=1e9,
+                         call_id="c", cseq=v)],
+        deletes=[({AOR!r}, f"sip:{{v - 5}}@x")],
+    )
+
+
+# a kill between the two transactions skipped the last batch: redo it (idempotent)
+if version:
+    registrations(version - 1)
 while True:
     now = datetime.now(UTC)
     stack = tuple(
@@ -35,11 +48,7 @@ while True:
     entry = AuditEntry(at=now, actor="1001", action="activate", target_user="1001",
                        via="phone", detail={{"i": version}})
     store.save_state_with_audit(UserState(user="1001", manual=stack), version, entry)
-    store.registrations.apply(
-        upserts=[Binding(aor={AOR!r}, contact=f"sip:{{version}}@x", expires_at=1e9,
-                         call_id="c", cseq=version)],
-        deletes=[({AOR!r}, f"sip:{{version - 5}}@x")],
-    )
+    registrations(version)
     version += 1
     print(version, flush=True)
 """

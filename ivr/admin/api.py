@@ -1,7 +1,8 @@
 """The ``/api/v1`` resources: each handler checks access, validates its input, calls one
 domain function and maps the result (or error) to a status and JSON.
 
-Users, devices and profiles come from the configuration (read-only here); the active
+Users, devices and profiles come from the live directory (written by
+``directory_api.py``; reads here carry the ``ETag`` a write may send back); the active
 profile goes through :class:`~ivr.profile_service.ProfileService` (``via="api"``,
 audited with the caller as actor and, when an admin acts for someone else, that
 user as ``on_behalf_of``); prompts through ``prompt_import``.
@@ -22,6 +23,7 @@ from ivr.admin.metrics import CONTENT_TYPE as METRICS_TYPE
 from ivr.admin.openapi import document
 from ivr.admin.validate import activation, audit_query, json_object, profile_ref, single
 from ivr.config import Config
+from ivr.directory import Directory
 from ivr.profile_service import ProfileService, UnknownUser
 from ivr.routing.commands import CommandResult, ProfileCommand
 from ivr.routing.features import ActivateProfile, BackToStandard
@@ -36,7 +38,7 @@ from ivr.store.errors import ConflictError
 class ApiContext:
     """What the handlers need from the running service."""
 
-    config: Config
+    directory: Directory
     profiles: ProfileService
     store: AsyncStore
     registrar: Registrar
@@ -44,14 +46,23 @@ class ApiContext:
     health: Callable[[], dict[str, object]]
     metrics: Callable[[], str]
 
+    @property
+    def config(self) -> Config:
+        """The directory's current snapshot."""
+        return self.directory.config
+
 
 class Api:
     """Users, devices, profiles, the active profile, presence, audit, OpenAPI, health."""
 
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
-        self.config = ctx.config
         self._document: bytes | None = None
+
+    @property
+    def config(self) -> Config:
+        """The directory's current snapshot (read at the moment of use)."""
+        return self.ctx.directory.config
 
     def routes(self) -> list[Route]:
         """The table this class answers, under /api/v1."""
@@ -125,7 +136,9 @@ class Api:
         """GET /users/{ext}."""
         self._no_query(req)
         user = self._user(req.params["ext"])
-        return Reply.json(200, views.user_json(user, private=req.who.may_access(user.extension)))
+        view = views.user_json(user, private=req.who.may_access(user.extension))
+        version = self.ctx.directory.version("user", user.extension)
+        return Reply.json(200, view, [("ETag", f'"{version}"')])
 
     def list_devices(self, req: ApiRequest) -> Reply:
         """GET /users/{ext}/devices: own user or admin; no passwords."""
@@ -158,7 +171,8 @@ class Api:
             )
         except ValueError:
             raise not_found("profile", profile=key) from None
-        return Reply.json(200, views.profile_json(profile))
+        version = self.ctx.directory.version("profile", profile.id)
+        return Reply.json(200, views.profile_json(profile), [("ETag", f'"{version}"')])
 
     def get_active(self, req: ApiRequest) -> defer.Deferred[Reply]:
         """GET /users/{ext}/profile: the active profile with its source."""

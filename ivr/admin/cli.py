@@ -14,6 +14,7 @@ from typing import Any
 
 from ivr.admin.auth import new_token, token_hash
 from ivr.config import Config, load_config
+from ivr.directory import overlay
 from ivr.store.sqlite import SqliteStore
 from ivr.store.tokens import ApiToken
 
@@ -42,6 +43,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     for parser in (create, listing, revoke):
         parser.add_argument("--db", help="SQLite database path (default: from the config)")
+
+    from ivr.admin import upload_cli
+
+    upload_cli.register(subparsers)
     return token
 
 
@@ -66,15 +71,16 @@ def _now(config: Config) -> datetime:
 def cmd_create(args: argparse.Namespace) -> int:
     """``ivr token create``: print a new token once."""
     config = load_config(args.config)
-    user = config.user(args.user)
-    if user is None:
-        return _fail(f"no user with extension {args.user!r} in {config.path}")
-    if args.admin and not user.admin:
-        return _fail(f"{user.extension} is not an admin in {config.path} (admin = true)")
     db = _db(args, config, create=True)
     assert db is not None
     token = new_token()
     with SqliteStore(db) as store:
+        live = overlay(config, store.directory.load()).config  # users added over the API too
+        user = live.user(args.user)
+        if user is None:
+            return _fail(f"no user with extension {args.user!r} in {config.path} or the API")
+        if args.admin and not user.admin:
+            return _fail(f"{user.extension} is not an admin (admin = true)")
         row = store.tokens.add(
             token_hash=token_hash(token),
             user=user.extension,

@@ -29,6 +29,7 @@ log = Logger(namespace="ivr.admin")
 JSON_TYPE = "application/json; charset=utf-8"
 DEFAULT_MAX_BODY = 64 * 1024
 MAX_QUERY_FIELDS = 32
+_PASSED_HEADERS = frozenset({b"if-match", b"accept"})
 
 
 def write_json(request: server.Request, status: int, body: object) -> bytes:
@@ -115,6 +116,7 @@ class ApiRequest:
     content_type: str | None
     principal: Principal | None
     source: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def who(self) -> Principal:
@@ -242,6 +244,11 @@ class ApiResource(resource.Resource):
             content_type=None if content_type is None else content_type.decode("latin-1"),
             principal=principal,
             source=source,
+            headers={
+                k.decode("latin-1").lower(): v[0].decode("latin-1")
+                for k, v in request.requestHeaders.getAllRawHeaders()
+                if k.lower() in _PASSED_HEADERS and v
+            },
         )
         reply = yield route.handler(api_request)
         return reply
@@ -258,13 +265,15 @@ class ApiResource(resource.Resource):
         if gone:
             return
         request.setResponseCode(reply.status)
-        request.setHeader(b"content-type", reply.content_type.encode())
+        if reply.status != 204:
+            request.setHeader(b"content-type", reply.content_type.encode())
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-content-type-options", b"nosniff")
         for name, value in reply.headers:
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
-        request.setHeader(b"content-length", str(len(reply.body)).encode())
-        request.write(reply.body)
+        if reply.status != 204:
+            request.setHeader(b"content-length", str(len(reply.body)).encode())
+            request.write(reply.body)
         request.finish()
 
 

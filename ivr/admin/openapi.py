@@ -245,7 +245,198 @@ SCHEMAS: dict[str, Schema] = {
             "sip": {"type": "object"},
         },
     ),
+    "Queue": _object(  # ivr.admin.queues_api.QueuesApi
+        ["id", "number", "name", "ring_seconds", "fallback", "members"],
+        {
+            "id": {"type": "string"},
+            "number": {"type": "string", "pattern": "^[0-9]+$"},
+            "name": {"type": "string"},
+            "ring_seconds": {"type": "integer", "minimum": 1},
+            "fallback": {"type": "string", "description": "busy | voicemail:<ext> | forward:<to>"},
+            "members": _array(
+                _object(
+                    [
+                        *("extension", "name", "logged_in", "paused", "why", "ring"),
+                        *("profile", "presence", "rings"),
+                    ],
+                    {
+                        "extension": {"type": "string"},
+                        "name": {"type": "string"},
+                        "logged_in": {"type": "boolean"},
+                        "paused": {"type": "boolean"},
+                        "why": {"type": "string", "description": "profile, or how (*45) set"},
+                        "ring": _array({"enum": ["desk", "softphone", "mobile"]}),
+                        "profile": {"type": "string"},
+                        "presence": {"type": "string"},
+                        "rings": {"type": "boolean", "description": "a call now would ring"},
+                    },
+                )
+            ),
+        },
+    ),
+    "CallRecord": _object(  # ivr.call_records.CallRecord.as_json
+        ["id", "kind", "caller", "dialled", "users", "started_at", "ended_at", "outcome"],
+        {
+            "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+            "kind": {"enum": ["user", "outgoing", "queue"]},
+            "caller": {"type": "string", "description": "extension or number as presented"},
+            "caller_user": _nullable("string", description="the calling user, if one of ours"),
+            "dialled": {"type": "string"},
+            "user": _nullable("string", description="the user called first"),
+            "users": _array({"type": "string"}),
+            "started_at": _DATETIME,
+            "answered_at": {"type": ["string", "null"], "format": "date-time"},
+            "ended_at": _DATETIME,
+            "duration": {"type": "number", "description": "seconds from answer to end"},
+            "outcome": {
+                "enum": [
+                    "answered",
+                    "voicemail",
+                    "redirect",
+                    "busy",
+                    "forwarded",
+                    "cancelled",
+                    "failed",
+                ]
+            },
+            "status": _nullable("integer", description="final SIP status the caller got"),
+            "legs": _array(
+                _object(
+                    ["device", "contact", "status", "answered"],
+                    {
+                        "device": {"type": "string"},
+                        "contact": {"type": "string"},
+                        "status": _nullable("integer"),
+                        "answered": {"type": "boolean"},
+                    },
+                )
+            ),
+            "decisions": _array(
+                _object(
+                    ["user", "at", "trace"],
+                    {
+                        "user": {"type": "string"},
+                        "at": _DATETIME,
+                        "trace": _array({"type": "string"}),
+                    },
+                )
+            ),
+            "steps": _array(_object(["at", "step"], {"at": _DATETIME, "step": {"type": "string"}})),
+        },
+    ),
 }
+
+_SECRET = "write-only: never returned; leave it out of a PUT to keep the stored one"
+_FILE_SHAPE = "the config file's shape as JSON (what GET returns may be sent back; null = not set)"
+
+SCHEMAS.update(
+    {
+        "UserInput": {
+            "type": "object",
+            "description": "a [[users]] table: " + _FILE_SHAPE,
+            "properties": {
+                "extension": {"type": ["string", "integer"]},
+                "name": {"type": "string"},
+                "language": {"enum": list(LANGUAGES)},
+                "pin": {"type": "string", "pattern": "^[0-9]{4,8}$", "description": _SECRET},
+                "mobile": _nullable("string"),
+                "did": _nullable("string"),
+                "admin": {"type": "boolean"},
+                "devices": _array(
+                    {
+                        "oneOf": [
+                            {"type": "string", "description": "a kept device's id"},
+                            ref("DeviceInput"),
+                        ]
+                    }
+                ),
+                "queues": _array({"type": "string"}),
+                "vip": _array({"type": "string"}),
+                "schedules": _array(ref("ScheduleInput")),
+            },
+        },
+        "DeviceInput": {
+            "type": "object",
+            "description": "a [[users.devices]] table: " + _FILE_SHAPE,
+            "properties": {
+                "id": {"type": "string"},
+                "kind": {"enum": list(DEVICE_KINDS)},
+                "username": _nullable("string"),
+                "password": {"type": "string", "minLength": 8, "description": _SECRET},
+                "number": _nullable("string"),
+                "auth_algorithms": {"type": ["array", "null"], "items": {"type": "string"}},
+            },
+        },
+        "ProfileInput": {
+            "type": "object",
+            "description": "a [[profiles]] table: " + _FILE_SHAPE,
+            "properties": {
+                "id": {"type": "string"},
+                "number": {"type": "integer", "minimum": 1, "maximum": 9},
+                "name": _TEXT,
+                "status": _TEXT,
+                "colour": {"type": "string"},
+                "icon": {"type": "string"},
+                "priority": {"type": "integer"},
+                "presence": {"enum": list(PRESENCES)},
+                "return": {"enum": list(RETURN_KINDS)},
+                "return_at": {"type": ["string", "null"]},
+                "reason": {"type": "boolean"},
+                "plan": {
+                    "type": "object",
+                    "description": "ring, ring_seconds, then, direct, exceptions, mex_off, "
+                    "soft, offer_mobile, queues, caller_id",
+                },
+            },
+        },
+        "ScheduleInput": {
+            "type": "object",
+            "description": "a [[users.schedules]] table: days/start/end or from/to",
+            "properties": {
+                "id": {"type": "string"},
+                "profile": {"type": "string"},
+                "holidays": {"enum": ["include", "skip", "only"]},
+                "days": _array({"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}),
+                "start": _CLOCK,
+                "end": _CLOCK,
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+            },
+        },
+        "Voicemail": _object(
+            ["id", "mailbox", "caller", "called", "received_at", "duration", "heard", "saved"],
+            {
+                "id": {"type": "integer"},
+                "mailbox": {"type": "string"},
+                "caller": {"type": "string"},
+                "called": {"type": "string"},
+                "received_at": _DATETIME,
+                "duration": {"type": "number", "minimum": 0},
+                "heard": {"type": "boolean"},
+                "saved": {"type": "boolean", "description": "kept (key 5 on the phone)"},
+            },
+            additionalProperties=False,
+        ),
+        "VoicemailChange": _object(
+            [],
+            {
+                "heard": {"type": "boolean"},
+                "saved": {"type": "boolean", "description": "saving also marks heard"},
+            },
+            additionalProperties=False,
+            minProperties=1,
+        ),
+        "Greeting": _object(
+            ["extension", "profile", "meta"],
+            {
+                "extension": {"type": "string"},
+                "profile": {"type": "string"},
+                "meta": {"type": ["object", "null"], "description": "uploader, time, source"},
+            },
+            additionalProperties=False,
+        ),
+    }
+)
 
 _ERRORS = {
     "400": "malformed request (body not a JSON object, bad query encoding)",
@@ -274,8 +465,9 @@ def _op(
     body: dict[str, Any] | None = None,
     public: bool = False,
     created: dict[str, Any] | None = None,
+    status: str = "200",
 ) -> dict[str, Any]:
-    responses = {"200": ok} if created is None else {"200": ok, "201": created}
+    responses = {status: ok} if created is None else {status: ok, "201": created}
     if not public:
         errors = "400 401 422 429 " + errors  # every operation checks its query string
     for code in sorted(set(errors.split())):
@@ -419,6 +611,41 @@ def paths() -> dict[str, Any]:
                 "403 404 422",
             ),
         },
+        "/calls": {
+            "get": _op(
+                "Call records, newest first: a user's own calls (admin: anyone's or all); "
+                "also at /api/calls",
+                _json(_array(ref("CallRecord")), "records"),
+                "403",
+                params=[
+                    _query(
+                        "user",
+                        "caller or called user",
+                        {"type": "string", "pattern": "^[0-9]{1,32}$"},
+                    ),
+                    _query("limit", "at most this many", LIMIT),
+                ],
+            )
+        },
+        "/calls/{id}": {
+            "parameters": [_path("id", "call record id", {"type": "string"}, "5f1c0a9e3b7d2c41")],
+            "get": _op(
+                "One call: legs, decision traces, steps, outcome (also at /api/calls/{id})",
+                _json(ref("CallRecord"), "the record"),
+                "404",
+            ),
+        },
+        "/queues": {
+            "get": _op(
+                "The call queues and their members (logged in, paused, ringing)",
+                _json(_array(ref("Queue")), "queues"),
+                "",
+            )
+        },
+        "/queues/{id}": {
+            "parameters": [_path("id", "queue id or number", {"type": "string"}, "support")],
+            "get": _op("One call queue and its members", _json(ref("Queue"), "the queue"), "404"),
+        },
         "/health": {
             "get": _op(
                 "Liveness and counts (also at /health)", _json(ref("Health"), "ok"), "", public=True
@@ -435,6 +662,160 @@ def paths() -> dict[str, Any]:
     }
 
 
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "the ETag of the version this change is based on (409 when stale)",
+    "schema": {"type": "string"},
+}
+DEVICE = _path("device", "device id", {"type": "string"}, "1001-desk")
+PROFILE = _path("profile", "profile id", {"type": "string"}, "lunch")
+SCHEDULE = _path("schedule", "schedule id", {"type": "string"}, "s1")
+MESSAGE = _path("id", "message id", {"type": "string", "pattern": "^[0-9]+$"}, "1")
+_ETAG = {"ETag": {"description": "the object's version", "schema": {"type": "string"}}}
+GONE = {"description": "deleted"}
+
+
+def _tagged(schema: Schema, description: str) -> dict[str, Any]:
+    return {**_json(schema, description), "headers": _ETAG}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": ref(name)}}}
+
+
+def _crud(
+    what: str,
+    schema: str,
+    *,
+    admin: bool,
+    params: list[dict[str, Any]],
+    key: dict[str, Any],
+    listing: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(collection, item)`` path items: POST (+ GET list) and GET/PUT/DELETE one."""
+    who = "admin" if admin else "own user or admin"
+    writes = "400 403 404 409 413 415 422"
+    collection: dict[str, Any] = {
+        "parameters": params,
+        "post": _op(
+            f"Create a {what} ({who})",
+            _tagged(ref(schema), "created"),
+            writes,
+            body=_body(f"{schema}Input"),
+            status="201",
+        ),
+    }
+    if listing:
+        collection["get"] = _op(
+            f"Every {what} ({who})", _tagged(_array(ref(schema)), what + "s"), "403 404"
+        )
+    item = {
+        "parameters": [*params, key],
+        "get": _op(f"One {what}", _tagged(ref(schema), "the " + what), "403 404"),
+        "put": _op(
+            f"Replace a {what} ({who}); secrets left out are kept",
+            _tagged(ref(schema), "replaced"),
+            writes,
+            body=_body(f"{schema}Input"),
+            params=[IF_MATCH],
+        ),
+        "delete": _op(
+            f"Delete a {what} ({who})", GONE, "403 404 409", params=[IF_MATCH], status="204"
+        ),
+    }
+    return collection, item
+
+
+def directory_paths() -> dict[str, Any]:
+    """The live directory, voicemail and greetings (``directory_api.py`` and friends)."""
+    users, user = _crud("user", "User", admin=True, params=[], key=EXT)
+    devices, device = _crud("device", "Device", admin=True, params=[EXT], key=DEVICE)
+    profiles, profile = _crud("profile", "Profile", admin=True, params=[], key=PROFILE)
+    schedules, schedule = _crud(
+        "schedule", "Schedule", admin=False, params=[EXT], key=SCHEDULE, listing=True
+    )
+    del user["get"], devices["parameters"], profile["get"], profile["parameters"]
+    del profiles["parameters"]
+    del users["parameters"]
+    wav = {"description": "8 kHz mono 16-bit WAV", "content": {"audio/wav": {}}}
+    audio = {
+        "required": True,
+        "description": "the audio file itself, or multipart/form-data with one file part",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "audio/*": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+    return {
+        "/users": users,
+        "/users/{ext}": user,
+        "/users/{ext}/devices": devices,
+        "/users/{ext}/devices/{device}": device,
+        "/profiles": profiles,
+        "/profiles/{profile}": profile,
+        "/users/{ext}/schedules": schedules,
+        "/users/{ext}/schedules/{schedule}": schedule,
+        "/users/{ext}/voicemail": {
+            "parameters": [EXT],
+            "get": _op(
+                "A mailbox's messages, oldest first (own user or admin)",
+                _json(_array(ref("Voicemail")), "messages"),
+                "403 404",
+                params=[_query("heard", "only heard or unheard", {"enum": ["true", "false"]})],
+            ),
+        },
+        "/users/{ext}/voicemail/{id}": {
+            "parameters": [EXT, MESSAGE],
+            "get": _op("One message", _json(ref("Voicemail"), "the message"), "403 404"),
+            "patch": _op(
+                "Mark heard or unheard, saved or not",
+                _json(ref("Voicemail"), "the message"),
+                "403 404 413 415",
+                body=_body("VoicemailChange"),
+            ),
+            "delete": _op("Delete the message and its audio", GONE, "403 404", status="204"),
+        },
+        "/users/{ext}/voicemail/{id}/audio": {
+            "parameters": [EXT, MESSAGE],
+            "get": _op("The message as WAV", wav, "403 404"),
+        },
+        "/users/{ext}/greetings": {
+            "parameters": [EXT],
+            "get": _op(
+                "The profiles with a recorded greeting (own user or admin)",
+                _json(_array(ref("Greeting")), "greetings"),
+                "403 404",
+            ),
+        },
+        "/users/{ext}/greetings/{profile}": {
+            "parameters": [EXT, PROFILE],
+            "get": _op("The greeting callers hear, as WAV", wav, "403 404"),
+            "put": _op(
+                "Upload a greeting: any prompt format, trimmed, levelled, stored",
+                _json(ref("Greeting"), "replaced"),
+                "403 404 413 415",
+                body=audio,
+                created=_json(ref("Greeting"), "a new greeting"),
+            ),
+            "delete": _op("Delete the greeting", GONE, "403 404", status="204"),
+        },
+    }
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    for path, item in more.items():
+        into.setdefault(path, {}).update(item)
+    return into
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     return {
@@ -448,7 +829,7 @@ def document() -> dict[str, Any]:
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": paths(),
+        "paths": _merge(paths(), directory_paths()),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from ivr.admin.errors import ApiError, invalid, not_found
 from ivr.admin.http import ApiRequest, Reply, Route
 from ivr.admin.metrics import Metrics
+from ivr.admin.uploads import upload_bytes
 from ivr.admin.validate import single
 from ivr.prompt_import import (
     CustomPrompts,
@@ -96,7 +97,8 @@ class PromptApi:
         )
 
     def upload(self, req: ApiRequest) -> defer.Deferred[Reply]:
-        """POST /prompts/{lang}/{name} (admin): import and store; 201 new, 200 replaced."""
+        """POST /prompts/{lang}/{name} (admin): import and store; 201 new, 200 replaced.
+        The body is the audio file itself or a ``multipart/form-data`` form with one file."""
         try:
             lang, name = self._checked(req)
         except ApiError:
@@ -106,7 +108,7 @@ class PromptApi:
         at = self._now()
 
         def work() -> tuple[PromptRecord, bool]:
-            prompt = import_prompt(req.body, self.limits)
+            prompt = import_prompt(upload_bytes(req.body, req.content_type), self.limits)
             return self.store.save(lang, name, prompt, uploaded_by=uploader, at=at)
 
         def done(saved: tuple[PromptRecord, bool]) -> Reply:

@@ -13,12 +13,19 @@ from twisted.web import server
 
 from ivr.admin.api import Api, ApiContext
 from ivr.admin.auth import Authenticator, FailureLimiter
+from ivr.admin.calls_api import CallsApi, unversioned
+from ivr.admin.directory_api import DirectoryApi
+from ivr.admin.greetings_api import GreetingApi
 from ivr.admin.http import ApiResource, Root, site
 from ivr.admin.metrics import Metrics
 from ivr.admin.prompts import PromptApi
+from ivr.admin.queues_api import QueuesApi
+from ivr.admin.voicemail_api import VoicemailApi
 from ivr.config import Config
+from ivr.directory_service import DirectoryService
 from ivr.profile_service import ProfileService
 from ivr.prompt_import import CustomPrompts, ImportLimits
+from ivr.queue_calls import QueueService
 from ivr.sip.registrar import Registrar
 from ivr.store.async_store import AsyncStore
 
@@ -50,7 +57,7 @@ def _gauges(health: Callable[[], dict[str, object]]) -> Any:
 def admin_site(
     *,
     reactor: Any,
-    config: Config,
+    directory: DirectoryService,
     profiles: ProfileService,
     store: AsyncStore,
     registrar: Registrar,
@@ -63,6 +70,10 @@ def admin_site(
 ) -> server.Site:
     """The site: ``/health``, ``/metrics``, ``/api/users/{ext}/profile``, ``/api/v1``."""
     limits = limits or ImportLimits()
+
+    def config() -> Config:
+        return directory.config
+
     metrics = Metrics(_gauges(health))
 
     def auth_failed(source: str, reason: str) -> None:
@@ -76,7 +87,7 @@ def admin_site(
 
     authenticator = Authenticator(
         find_token=store.find_token,
-        user=config.user,
+        user=lambda extension: directory.config.user(extension),
         limiter=limiter or FailureLimiter(),
         clock=reactor.seconds,
         on_failure=auth_failed,
@@ -87,7 +98,7 @@ def admin_site(
 
     api = Api(
         ApiContext(
-            config=config,
+            directory=directory.directory,
             profiles=profiles,
             store=store,
             registrar=registrar,
@@ -97,12 +108,25 @@ def admin_site(
         )
     )
     prompt_api = PromptApi(
-        CustomPrompts(custom_prompts, config.prompts_dir),
+        CustomPrompts(custom_prompts, config().prompts_dir),
         limits=limits,
         run_blocking=run_blocking,
         now=now,
         metrics=metrics,
     )
-    resource = ApiResource([*api.routes(), *prompt_api.routes()], authenticator, metrics)
+    calls_api = CallsApi(store)
+    voicemail = VoicemailApi(config, store, run_blocking=run_blocking, now=now)
+    greetings = GreetingApi(config, store, limits=limits, run_blocking=run_blocking, now=now)
+    routes = [
+        *api.routes(),
+        *DirectoryApi(directory, registrar, reactor.seconds).routes(),
+        *voicemail.routes(),
+        *greetings.routes(),
+        *prompt_api.routes(),
+        *calls_api.routes(),
+        *QueuesApi(QueueService(profiles, listen=False)).routes(),
+    ]
+    resource = ApiResource(routes, authenticator, metrics)
     root = Root(health, profile_view, api=resource, metrics=metrics)
+    root.putChild(b"api", unversioned(root, resource))  # /api/calls as the issue names it
     return site(root, max_body=limits.max_bytes)

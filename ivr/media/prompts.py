@@ -2,9 +2,11 @@
 
 ``PromptLibrary(root, custom)`` finds ``<lang>/<name>.wav`` first under ``custom``
 (prompts an administrator uploaded or re-recorded) and then under ``root`` (the
-shipped library). Files are read with soundfile, mixed to mono and resampled to
-8 kHz with a band-limited (FFT) resampler in numpy. The PCM and its μ-law/A-law
-encodings are cached and reloaded when the file's size or mtime changes.
+shipped library); ``<name>.previous.wav`` beside a custom prompt is its kept previous
+version, not a prompt of its own (:meth:`PromptLibrary.names` leaves it out). Files
+are read with soundfile, mixed to mono and resampled to 8 kHz with a band-limited (FFT)
+resampler in numpy. The PCM and its μ-law/A-law encodings are cached and reloaded when
+the file's size or mtime changes.
 """
 
 from __future__ import annotations
@@ -24,9 +26,17 @@ import soundfile as sf
 from ivr.media import g711
 from ivr.media.player import Player
 
-__all__ = ["SAMPLE_RATE", "PromptLibrary", "PromptNotFound", "load_wav", "resample"]
+__all__ = [
+    "PREVIOUS_SUFFIX",
+    "SAMPLE_RATE",
+    "PromptLibrary",
+    "PromptNotFound",
+    "load_wav",
+    "resample",
+]
 
 SAMPLE_RATE: Final = 8000
+PREVIOUS_SUFFIX: Final = ".previous"  # custom/<lang>/<name>.previous.wav: a kept version
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _LANG: Final = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
@@ -144,13 +154,14 @@ class PromptLibrary:
         return True
 
     def names(self, lang: str) -> frozenset[str]:
-        """Every prompt name available in ``lang`` (custom and shipped)."""
+        """Every prompt name available in ``lang`` (custom and shipped); kept previous
+        versions (``<name>.previous.wav``) are not prompts."""
         self._check_lang(lang)
         return frozenset(
             p.stem
             for d in self.directories
             for p in (d / lang).glob("*.wav")
-            if _NAME.fullmatch(p.stem)
+            if _NAME.fullmatch(p.stem) and not p.stem.endswith(PREVIOUS_SUFFIX)
         )
 
     def _entry(self, lang: str, name: str) -> _Entry:

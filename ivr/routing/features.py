@@ -2,7 +2,8 @@
 
 A pattern is literal ``0-9 * #`` plus placeholders: ``{p}`` (profile digit),
 ``{hhmm}`` (back at), ``{mmdd}`` (back on, for date-return profiles), ``{ext}``,
-``{pin}`` and ``{code}`` (the rest: an inner code, for ``*33*{ext}*{pin}#{code}``).
+``{pin}``, ``{code}`` (the rest: an inner code, for ``*33*{ext}*{pin}#{code}``) and
+``{id}`` (a system prompt's number, for ``*77{id}`` / ``*99{id}``).
 Parsing gives a command dataclass for the call controller, or :class:`InvalidCode`.
 The dialled string is the Request-URI user part, already percent-decoded.
 """
@@ -23,6 +24,7 @@ _PLACEHOLDERS: dict[str, str] = {
     "ext": "[0-9]{1,15}",
     "pin": "[0-9]{1,15}",
     "code": ".*",
+    "id": "[0-9]{1,4}",
 }
 _TOKEN = re.compile(r"\{([a-z]+)\}|([0-9*#]+)")
 _PIN = re.compile(r"[0-9]{4,8}")
@@ -93,6 +95,15 @@ class Interactive:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SystemPromptCode:
+    """``*77<id>`` (record) / ``*99<id>`` (play) system prompt number ``prompt_id``
+    (admins, with their PIN)."""
+
+    mode: Literal["record", "play"]
+    prompt_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OnBehalf:
     """``*33*ext*PIN#<code>``: run ``command`` as ``extension`` once the PIN checks out."""
 
@@ -122,6 +133,7 @@ FeatureCommand = (
     | QueuePause
     | Interactive
     | OnBehalf
+    | SystemPromptCode
 )
 
 _SIMPLE: dict[str, FeatureCommand] = {
@@ -142,6 +154,8 @@ ACTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "activate": (frozenset({"p"}), frozenset({"p", "hhmm", "mmdd"})),
     "record_greeting": (frozenset({"p"}), frozenset({"p"})),
     "on_behalf": (frozenset({"ext", "pin", "code"}), frozenset({"ext", "pin", "code"})),
+    "record_prompt": (frozenset({"id"}), frozenset({"id"})),
+    "play_prompt": (frozenset({"id"}), frozenset({"id"})),
 }
 
 
@@ -263,6 +277,9 @@ class FeatureCodes:
             return _SIMPLE[spec.action]
         if spec.action == "on_behalf":
             return self._on_behalf(args)
+        if spec.action in ("record_prompt", "play_prompt"):
+            mode = "record" if spec.action == "record_prompt" else "play"
+            return SystemPromptCode(mode=mode, prompt_id=int(args["id"]))
         profile = self._profile(args["p"])
         if profile is None:
             return f"no profile {args['p']}"

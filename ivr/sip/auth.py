@@ -7,7 +7,8 @@ Choices:
   ``auth-int`` and ``userhash`` are not offered and are refused.
 - RFC 2069-style credentials (no ``qop``) are refused (reason ``qop-required``): without
   ``nc``/``cnonce`` a captured request could be replayed for the whole nonce lifetime.
-- Nonces are stateless: ``base64url(timestamp ‖ 12 random bytes ‖ HMAC-SHA256[:16])``.
+- Nonces are stateless: ``base64url(timestamp ‖ 12 random bytes ‖ MAC[:16])``, the MAC
+  keyed BLAKE2s (a MAC by design, a quarter of HMAC-SHA256's cost on the hot path).
   Only the highest ``nc`` per nonce is remembered, in a bounded table pruned by nonce
   expiry. When the table overflows, the oldest entry is dropped and every untracked
   nonce issued at or before it is answered as stale, so eviction never enables a replay.
@@ -21,10 +22,12 @@ Choices:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +81,7 @@ _NONCE_MAC = 16
 _NONCE_CHARS = 48  # base64 of 8 + 12 + 16 = 36 bytes, no padding
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{48}")
 _FUTURE_SKEW = 2.0
+_HA1_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +122,14 @@ _MALFORMED = _fail("malformed")
 def parse_authorization(value: str) -> dict[str, str] | None:
     """Parse a Digest ``Authorization``/``Proxy-Authorization`` value into lower-cased
     parameter names and unescaped values; ``None`` if malformed or not Digest."""
+    params = _authorization(value)
+    return None if params is None else dict(params)
+
+
+@functools.lru_cache(maxsize=256)
+def _authorization(value: str) -> dict[str, str] | None:
+    """:func:`parse_authorization`, remembered: a request's credentials are read twice
+    (picked by realm, then verified). Callers must not modify the dict."""
     if len(value) > _MAX_HEADER:
         return None
     m = _SCHEME_RE.match(value)
@@ -146,7 +158,7 @@ def parse_authorization(value: str) -> dict[str, str] | None:
 def pick_credentials(values: Iterable[str], realm: str) -> str | None:
     """Return the first Authorization value whose realm is ``realm`` (or ``None``)."""
     for value in values:
-        params = parse_authorization(value)
+        params = _authorization(value)
         if params is not None and params.get("realm") == realm:
             return value
     return None
@@ -177,16 +189,20 @@ def digest_response(
 
 
 class _NonceCounters:
-    """Highest ``nc`` accepted per nonce, bounded in size and pruned by nonce expiry."""
+    """Highest ``nc`` accepted per nonce, bounded in size and pruned by nonce expiry.
 
-    __slots__ = ("_capacity", "_evicted_through", "_lifetime", "_next_prune", "_seen")
+    Entries are kept in the order they were first recorded (about the order the nonces
+    were issued), so expired ones leave from the front, a few at each record: no pass
+    over the whole table, and O(1) eviction when it is full.
+    """
+
+    __slots__ = ("_capacity", "_evicted_through", "_lifetime", "_seen")
 
     def __init__(self, capacity: int, lifetime: float) -> None:
         self._capacity = capacity
         self._lifetime = lifetime
-        self._seen: dict[str, tuple[float, int]] = {}
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._evicted_through = float("-inf")
-        self._next_prune = float("-inf")
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -201,13 +217,13 @@ class _NonceCounters:
     def record(self, nonce: str, issued_at: float, nc: int, now: float) -> None:
         seen = self._seen
         seen[nonce] = (issued_at, nc)
-        if now >= self._next_prune:
-            horizon = now - self._lifetime
-            self._seen = seen = {k: v for k, v in seen.items() if v[0] >= horizon}
-            self._next_prune = now + self._lifetime / 4
+        horizon = now - self._lifetime
+        while seen:  # expired nonces are refused as stale before their nc is looked up
+            if next(iter(seen.values()))[0] >= horizon:
+                break
+            seen.popitem(last=False)
         while len(seen) > self._capacity:
-            oldest = next(iter(seen))
-            issued, _ = seen.pop(oldest)
+            _, (issued, _) = seen.popitem(last=False)
             if issued > self._evicted_through:
                 self._evicted_through = issued
 
@@ -223,9 +239,13 @@ class DigestAuth:
         "_algorithms",
         "_by_upper",
         "_counters",
+        "_dummy_ha1",
         "_dummy_password",
+        "_ha1_cache",
+        "_head",
         "_lifetime",
         "_nonce_key",
+        "_offered",
         "_opaque",
         "_random_bytes",
         "realm",
@@ -255,14 +275,33 @@ class DigestAuth:
         self.realm = realm
         self._algorithms = algs
         self._by_upper = {a.upper(): a for a in algs}
+        self._offered = frozenset(algs)
+        self._head = f"Digest realm={_quote(realm)}"
         self._lifetime = float(nonce_lifetime)
         self._random_bytes = random_bytes
-        self._nonce_key = hmac.digest(secret, b"ivr digest nonce v1", "sha256")
+        self._nonce_key = hmac.digest(secret, b"ivr digest nonce v2", "sha256")
         self._opaque = hmac.digest(secret, b"ivr digest opaque v1:" + realm.encode(), "sha256")[
             :16
         ].hex()
         self._dummy_password = random_bytes(16).hex()
         self._counters = _NonceCounters(max_tracked_nonces, self._lifetime)
+        self._ha1_cache: dict[tuple[str, str, str], str] = {}
+        self._dummy_ha1 = {
+            alg: h(f"{self._dummy_password}:{realm}:{self._dummy_password}".encode()).hexdigest()
+            for alg, h in _HASHES.items()
+        }
+
+    def _ha1(self, algorithm: str, username: str, password: str) -> str:
+        """H(username:realm:password), remembered per (algorithm, user, password): a
+        changed password is a new key, so directory edits need no invalidation."""
+        key = (algorithm, username, password)
+        ha1 = self._ha1_cache.get(key)
+        if ha1 is None:
+            if len(self._ha1_cache) >= _HA1_CACHE_SIZE:
+                self._ha1_cache.clear()  # bounded (a directory of thousands of devices)
+            ha1 = _HASHES[algorithm](f"{username}:{self.realm}:{password}".encode()).hexdigest()
+            self._ha1_cache[key] = ha1
+        return ha1
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -278,7 +317,7 @@ class DigestAuth:
         payload = _NONCE_TS.pack(now) + self._random_bytes(_NONCE_RANDOM)
         if len(payload) != _NONCE_TS.size + _NONCE_RANDOM:
             raise ValueError("random_bytes returned the wrong number of bytes")
-        mac = hmac.digest(self._nonce_key, payload, "sha256")[:_NONCE_MAC]
+        mac = hashlib.blake2s(payload, key=self._nonce_key, digest_size=_NONCE_MAC).digest()
         return base64.urlsafe_b64encode(payload + mac).decode("ascii")
 
     def _nonce_issued_at(self, nonce: str) -> float | None:
@@ -286,7 +325,7 @@ class DigestAuth:
             return None
         raw = base64.urlsafe_b64decode(nonce)
         payload = raw[:-_NONCE_MAC]
-        mac = hmac.digest(self._nonce_key, payload, "sha256")[:_NONCE_MAC]
+        mac = hashlib.blake2s(payload, key=self._nonce_key, digest_size=_NONCE_MAC).digest()
         if not hmac.compare_digest(mac, raw[-_NONCE_MAC:]):
             return None
         return _NONCE_TS.unpack_from(payload)[0]
@@ -296,13 +335,14 @@ class DigestAuth:
     ) -> list[str]:
         """Header values for ``WWW-Authenticate``/``Proxy-Authenticate``, one per algorithm
         (``algorithms`` narrows or reorders ours, e.g. for a device known to need MD5)."""
-        tail = f", nonce={_quote(self.new_nonce(now))}, opaque={_quote(self._opaque)}"
+        # the nonce is base64url and the opaque hex: neither needs escaping in quotes
+        head = f'{self._head}, nonce="{self.new_nonce(now)}", opaque="{self._opaque}"'
         stale_part = ", stale=true" if stale else ""
-        head = f"Digest realm={_quote(self.realm)}"
+        offered = self._offered
         return [
-            f'{head}{tail}, algorithm={alg}, qop="auth"{stale_part}'
+            f'{head}, algorithm={alg}, qop="auth"{stale_part}'
             for alg in (self._algorithms if algorithms is None else algorithms)
-            if alg in self._by_upper.values()
+            if alg in offered
         ]
 
     def verify(
@@ -321,7 +361,7 @@ class DigestAuth:
         (a policy for UAs that digest the server's address instead)."""
         if authorization is None:
             return _MISSING
-        params = parse_authorization(authorization)
+        params = _authorization(authorization)
         if params is None:
             return _MALFORMED
         get = params.get
@@ -367,11 +407,10 @@ class DigestAuth:
         password = lookup(username)
         known = password is not None
         h = _HASHES[algorithm]
-        ha1 = h(f"{username}:{realm}:{password if known else self._dummy_password}".encode())
-        ha2 = h(f"{method}:{uri}".encode())
-        expected = h(
-            f"{ha1.hexdigest()}:{nonce}:{nc_text}:{cnonce}:{qop}:{ha2.hexdigest()}".encode()
-        ).hexdigest()
+        # an unknown user costs what a known (cached) one does: one precomputed dummy HA1
+        ha1 = self._ha1(algorithm, username, password) if known else self._dummy_ha1[algorithm]
+        ha2 = h(f"{method}:{uri}".encode()).hexdigest()
+        expected = h(f"{ha1}:{nonce}:{nc_text}:{cnonce}:{qop}:{ha2}".encode()).hexdigest()
         matches = hmac.compare_digest(expected, response.lower())
         if not known:
             return _fail("unknown-user", username)

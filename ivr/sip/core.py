@@ -17,7 +17,7 @@ from typing import Protocol
 
 from ivr.sip import transaction as tx
 from ivr.sip.build import make_response
-from ivr.sip.headers import Via, param, parse_via
+from ivr.sip.headers import Via, format_params, param, parse_via
 from ivr.sip.ids import Ids
 from ivr.sip.message import (
     Headers,
@@ -225,8 +225,13 @@ class SipCore:
 
     def send_response(self, key: Hashable, response: Response) -> None:
         """Answer the server transaction ``key`` (retransmissions are the transaction's job)."""
-        if self.user_agent and "server" not in response.headers:
-            response.headers.add("Server", self.user_agent)
+        if self.user_agent:
+            items = response.headers._items
+            for name, _ in items:
+                if name == "server":
+                    break
+            else:
+                items.append(("server", self.user_agent))
         if response.status >= 200:
             self._pending.pop(key, None)
         server = self.table.server(key)
@@ -274,31 +279,35 @@ class SipCore:
         self._run(actions, key)
 
     def _receive_request(self, request: Request, peer: Peer) -> None:
+        headers = request.headers
+        first_line = headers.get("via")
         try:
-            top_via = parse_via(request.headers.get_all("via")[0])
+            if first_line is None:
+                raise IndexError
+            top = first_line if "," not in first_line else headers.get_all("via")[0]
+            top_via = parse_via(top)
         except (SipParseError, IndexError):
             self._reject_statelessly(request, peer, SipParseError("Malformed or missing Via"))
             return
-        received = top_via.with_received(peer.host, peer.port)
-        if received is not top_via:
-            first_line = split_list(request.headers.values("via")[0])
-            first_line[0] = str(received)
-            request.headers.replace_first("via", ", ".join(first_line))
-        dest = self._response_peer(received, peer)
+        dest = self._response_peer(top_via, peer)
         try:
+            # before the Via is stamped: validation meets the Via text parse_via has cached
             validate_request(request, supported=SUPPORTED_EXTENSIONS)
         except SipParseError as exc:
+            self._stamp_via(request, first_line, top, top_via, peer)
             self._reject_statelessly(request, dest, exc)
             return
+        self._stamp_via(request, first_line, top, top_via, peer)
         now = self._now()
         if request.method == "ACK":
             key, actions = self.table.on_ack(request, now)
             if key is not None:
                 self._run(actions, key)
                 return
-            retransmitter = self._unacked.get(tx.ack_key(request))
+            ack = tx.ack_key(request)
+            retransmitter = self._unacked.get(ack)
             if retransmitter is not None:
-                self._run_2xx(tx.ack_key(request), retransmitter.ack_received(now))
+                self._run_2xx(ack, retransmitter.ack_received(now))
             self.handler.handle_ack(request, peer)
             return
         key, actions, is_new = self.table.on_request(request, dest, dest.reliable, now)
@@ -344,13 +353,29 @@ class SipCore:
             ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS))),
         ]
 
+    @staticmethod
+    def _stamp_via(request: Request, first_line: str, top: str, top_via: Via, peer: Peer) -> None:
+        """RFC 3261 §18.2.1, RFC 3581: ``received`` and ``rport`` on the top Via."""
+        params = top_via.received_params(peer.host, peer.port)
+        if params is None:
+            return
+        host = top_via.host if top_via.port is None else f"{top_via.host}:{top_via.port}"
+        stamped = f"SIP/2.0/{top_via.transport} {host}{format_params(params)}"
+        if top is not first_line:
+            items = split_list(first_line)
+            if not items:
+                return
+            items[0] = stamped
+            stamped = ", ".join(items)
+        request.headers.replace_first("via", stamped)
+
     def _response_peer(self, via: Via, peer: Peer) -> Peer:
-        """RFC 3261 §18.2.2 with RFC 3581: where responses to this request go."""
+        """RFC 3261 §18.2.2 with RFC 3581: where responses to this request go (a Via
+        with ``rport`` gets them at the source address and port)."""
         if peer.reliable:
             return peer
-        rport = param(via.params, "rport")
-        if rport and rport.isdigit():
-            return Peer(peer.transport, peer.host, int(rport))
+        if param(via.params, "rport") is not None:
+            return peer if peer.conn is None else Peer(peer.transport, peer.host, peer.port)
         return Peer(peer.transport, peer.host, via.port or 5060)
 
     def _reject_statelessly(self, request: Request, peer: Peer, exc: SipParseError) -> None:

@@ -43,7 +43,10 @@ def _addr(message: Message, name: str) -> NameAddr:
 
 
 def _untagged(addr: NameAddr) -> NameAddr:
-    return replace(addr, params=tuple((n, v) for n, v in addr.params if n.lower() != "tag"))
+    params = tuple((n, v) for n, v in addr.params if n.lower() != "tag")
+    if len(params) == len(addr.params):
+        return addr
+    return NameAddr(addr.uri, addr.display, params, addr.bracketed)
 
 
 def _contact(message: Message) -> Uri | None:

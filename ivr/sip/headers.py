@@ -34,6 +34,10 @@ _CSEQ_RE = re.compile(r"[ \t]*([0-9]+)[ \t]+(" + _TOKEN + r")[ \t]*\Z")
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.S)
 _QUOTED_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
 _PARAM_ITEM_RE = re.compile(r'(?:[^;"]++|"(?:[^"\\]++|\\.)*+")*+', re.S)
+# name[=value] *(;name[=value]) with token names and unquoted values: what _param_list
+# accepts without whitespace or quotes, checked in one match.
+_SIMPLE_PARAM = _TOKEN + r'(?:=[^\x00-\x20\x7f;,"<>]+)?'
+_SIMPLE_PARAMS_RE = re.compile(_SIMPLE_PARAM + r"(?:;" + _SIMPLE_PARAM + r")*\Z")
 
 Params = tuple[tuple[str, str | None], ...]
 
@@ -51,6 +55,11 @@ def parse_params(text: str, *, what: str = "header") -> Params:
 def _param_list(text: str, what: str) -> Params:
     """The parameters after a ``;``; an empty one (``;;``, trailing ``;``) is an error."""
     params: list[tuple[str, str | None]] = []
+    if _SIMPLE_PARAMS_RE.match(text):  # the common case: no whitespace, no quotes
+        for item in text.split(";"):
+            name, eq, value = item.partition("=")
+            params.append((name, value) if eq else (name, None))
+        return tuple(params)
     for item in _split_semicolons(text):
         name, eq, value = item.partition("=")
         name = name.strip(" \t")
@@ -130,14 +139,24 @@ class Via:
 
     def with_received(self, host: str, port: int) -> Via:
         """RFC 3261 §18.2.1 and RFC 3581: add received (if differs) and fill rport."""
-        params = list(self.params)
-        has_rport = param(self.params, "rport") is not None
-        if has_rport or self.host != host:
-            params = [(n, v) for n, v in params if n.lower() != "received"]
-            params.append(("received", host))
+        params = self.received_params(host, port)
+        return self if params is None else Via(self.transport, self.host, self.port, params)
+
+    def received_params(self, host: str, port: int) -> Params | None:
+        """The params :meth:`with_received` gives, or None when they stay as they are."""
+        has_rport = False
+        for n, _ in self.params:
+            if n == "rport" or n.lower() == "rport":
+                has_rport = True
+                break
+        if not has_rport and self.host == host:
+            return None
+        params = [(n, v) for n, v in self.params if n.lower() != "received"]
+        params.append(("received", host))
         if has_rport:
-            params = [(n, str(port) if n.lower() == "rport" else v) for n, v in params]
-        return replace(self, params=tuple(params))
+            rport = str(port)
+            params = [(n, rport if n.lower() == "rport" else v) for n, v in params]
+        return tuple(params)
 
     def __str__(self) -> str:
         host = self.host if self.port is None else f"{self.host}:{self.port}"
@@ -212,6 +231,19 @@ class NameAddr:
 @functools.lru_cache(maxsize=4096)
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``"Name" <sip:u@h>;tag=x`` or ``sip:u@h;tag=x`` (params then belong to the header)."""
+    # Fast path: ``<...>;tag=token`` reuses the cached parse of ``<...>`` (a dialog's
+    # From/To without its tag is the same for every call of a device).
+    at = value.rfind(";tag=")
+    if at > 0 and value[at - 1] == ">":
+        tag = value[at + 5 :]
+        if _TOKEN_RE.match(tag):
+            base = parse_name_addr(value[:at])
+            if base.bracketed and not base.params:
+                return NameAddr(base.uri, base.display, (("tag", tag),), True)
+    return _parse_name_addr(value)
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip(" \t")
     if not text:
         raise SipParseError("Empty address")
@@ -279,6 +311,7 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+@functools.lru_cache(maxsize=1024)  # "1 REGISTER", "2 INVITE": a handful of values
 def parse_cseq(value: str) -> CSeq:
     """``<number> <method>``; the number must be below 2**31 (RFC 3261 §8.1.1.5)."""
     match = _CSEQ_RE.match(value)

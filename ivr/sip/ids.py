@@ -7,6 +7,8 @@ import random
 from ivr.sip.headers import BRANCH_COOKIE
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# Two base-36 digits per step (low digit first), so a token takes half the divisions.
+_PAIRS = tuple(_ALPHABET[i % 36] + _ALPHABET[i // 36] for i in range(36 * 36))
 
 
 class Ids:
@@ -20,11 +22,13 @@ class Ids:
     def token(self, length: int) -> str:
         """``length`` characters of [a-z0-9] from one draw (one urandom call live)."""
         value = self._rng.getrandbits(6 * length)
-        chars = []
-        for _ in range(length):
-            value, index = divmod(value, 36)
-            chars.append(_ALPHABET[index])
-        return "".join(chars)
+        pairs = []
+        for _ in range(length >> 1):
+            value, index = divmod(value, 1296)
+            pairs.append(_PAIRS[index])
+        if length & 1:
+            pairs.append(_ALPHABET[value % 36])
+        return "".join(pairs)
 
     def tag(self) -> str:
         return self.token(12)

@@ -238,6 +238,9 @@ def canonical_name(lower: str) -> str:
 
 def normalize_name(name: str) -> str:
     """Lower-case a header name and expand a compact form."""
+    known = _KNOWN_SPELLINGS.get(name)
+    if known is not None:
+        return known
     lower = name.strip(" \t").lower()
     return COMPACT_FORMS.get(lower, lower)
 

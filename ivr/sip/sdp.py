@@ -12,6 +12,7 @@ raises :class:`SdpError` naming the line.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -114,6 +115,7 @@ class NoCommonCodec(SdpError):
 # --- the description -------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)  # a few addresses recur in every call: ours, the peers'
 def _addrtype_of(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)
@@ -122,6 +124,7 @@ def _addrtype_of(address: str) -> str:
     return "IP4" if ip.version == 4 else "IP6"
 
 
+@functools.lru_cache(maxsize=1024)
 def _check_address(addrtype: str, address: str) -> None:
     if addrtype not in ("IP4", "IP6"):
         raise ValueError(f"unknown address type {addrtype!r}")
@@ -241,11 +244,7 @@ class RtpMap:
 
     @classmethod
     def parse(cls, value: str) -> RtpMap:
-        m = re.fullmatch(r"\s*(\d{1,3})\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*", value)
-        if not m:
-            raise ValueError(f"invalid rtpmap {value!r}")
-        channels = int(m[4]) if m[4] else 1
-        return cls(int(m[1]), m[2], int(m[3]), channels)
+        return _parse_rtpmap(value)
 
     @property
     def value(self) -> str:
@@ -258,6 +257,18 @@ class RtpMap:
             and self.clock_rate == clock_rate
             and self.channels == 1
         )
+
+
+@functools.lru_cache(maxsize=512)  # "8 PCMA/8000", "101 telephone-event/8000": few values
+def _parse_rtpmap(value: str) -> RtpMap:
+    m = _RTPMAP_RE.fullmatch(value)
+    if not m:
+        raise ValueError(f"invalid rtpmap {value!r}")
+    channels = int(m[4]) if m[4] else 1
+    return RtpMap(int(m[1]), m[2], int(m[3]), channels)
+
+
+_RTPMAP_RE = re.compile(r"\s*(\d{1,3})\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*")
 
 
 def _direction_of(attributes: Iterable[Attribute]) -> Direction | None:

@@ -7,21 +7,101 @@ TCP is framed by Content-Length with a bounded buffer and an idle timeout.
 from __future__ import annotations
 
 import errno
+import heapq
 import socket
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from twisted.internet import defer, protocol
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
-from ivr.sip.core import CloseConnection, Peer, SetTimer, SipCore, Transmit
+from ivr.sip.core import ClearTimer, CloseConnection, Peer, SetTimer, SipCore, Transmit
 from ivr.sip.framing import FramingError, KeepAlive, StreamFramer
 
 log = Logger(namespace="ivr.sip.transport")
 
 _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ECONNREFUSED})
+UDP_BUFFER_BYTES = 4 << 20  # asked for; the kernel caps it at net.core.rmem_max/wmem_max
+ANY_PORT_ATTEMPTS = 20  # port 0: tries to find a port free for both UDP and TCP
+TIMER_TICK = 0.01  # seconds: SIP timers fire at most this late (T1 is 500 ms)
+
+
+class TimerWheel:
+    """Every SIP timer on one reactor call: deadlines rounded up to ``tick`` slots.
+
+    Arming or clearing a timer is a dict write (no ``callLater``/``cancel`` per timer,
+    which costs about 10 µs each and keeps a DelayedCall alive per transaction); one
+    delayed call wakes up for the earliest slot and fires every timer due in it.
+    A timer never fires early; it fires up to ``tick`` late.
+    """
+
+    __slots__ = ("_call", "_call_slot", "_deadlines", "_fire", "_heap", "_reactor", "_slots")
+
+    def __init__(self, reactor: Any, fire: Callable[[Hashable], None]) -> None:
+        self._reactor = reactor
+        self._fire = fire
+        self._deadlines: dict[Hashable, int] = {}
+        self._slots: dict[int, list[Hashable]] = {}
+        self._heap: list[int] = []
+        self._call: IDelayedCall | None = None
+        self._call_slot = 0
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._deadlines
+
+    def set(self, key: Hashable, delay: float) -> None:
+        """Arm (or re-arm) ``key`` to fire ``delay`` seconds from now."""
+        slot = int((self._reactor.seconds() + delay) / TIMER_TICK) + 1
+        self._deadlines[key] = slot
+        bucket = self._slots.get(slot)
+        if bucket is not None:
+            bucket.append(key)
+            return
+        self._slots[slot] = [key]
+        heapq.heappush(self._heap, slot)
+        if self._call is None or slot < self._call_slot:
+            self._schedule(slot)
+
+    def clear(self, key: Hashable) -> None:
+        self._deadlines.pop(key, None)
+
+    def stop(self) -> None:
+        """Forget every timer."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._deadlines.clear()
+        self._slots.clear()
+        self._heap.clear()
+
+    def _schedule(self, slot: int) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call_slot = slot
+        delay = max(0.0, slot * TIMER_TICK - self._reactor.seconds())
+        self._call = self._reactor.callLater(delay, self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        due = int(self._reactor.seconds() / TIMER_TICK + 1e-6)
+        heap, slots, deadlines = self._heap, self._slots, self._deadlines
+        while heap and heap[0] <= due:
+            slot = heapq.heappop(heap)
+            for key in slots.pop(slot, ()):
+                if deadlines.get(key) == slot:
+                    del deadlines[key]
+                    try:
+                        self._fire(key)
+                    except Exception:  # one timer's failure must not lose the others
+                        log.failure("SIP timer {key!r} failed", key=key)
+        if heap and (self._call is None or heap[0] < self._call_slot):
+            self._schedule(heap[0])
 
 
 class SipDatagramProtocol(protocol.DatagramProtocol):
@@ -32,7 +112,14 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
         self.sock: socket.socket | None = None
 
     def startProtocol(self) -> None:
-        self.sock = self.transport.socket  # type: ignore[union-attr]
+        sock = self.sock = self.transport.socket  # type: ignore[union-attr]
+        # A burst (or a moment without the CPU on a busy host) must not overflow the
+        # kernel's queue: a dropped request costs the peer a 500 ms retransmission.
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+            except OSError as exc:
+                log.info("cannot size the UDP socket buffer: {err}", err=exc)
 
     def datagramReceived(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.runtime.receive(data, Peer("udp", addr[0], addr[1]))
@@ -121,12 +208,27 @@ class SipRuntime:
         self.udp: SipDatagramProtocol | None = None
         self.connections: dict[tuple[str, int], SipStreamProtocol] = {}
         self._ports: list[IListeningPort] = []
-        self._timers: dict[Hashable, IDelayedCall] = {}
+        self.timers = TimerWheel(reactor, core.timer_fired)
         core.attach(self.execute, reactor.seconds)
 
     def start(self) -> int:
-        """Listen on every configured transport; returns the bound port."""
-        port = self.port
+        """Listen on every configured transport; returns the bound port.
+
+        Port 0 takes a free UDP port and then the same TCP port, which another process
+        may hold: then both are given up and another free port is tried."""
+        attempts = ANY_PORT_ATTEMPTS if self.port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                return self._listen(self.port)
+            except CannotListenError:
+                for listening in self._ports:
+                    listening.stopListening()
+                self._ports.clear()
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _listen(self, port: int) -> int:
         if "udp" in self.transports:
             self.udp = SipDatagramProtocol(self)
             udp_port = self.reactor.listenUDP(
@@ -144,10 +246,7 @@ class SipRuntime:
         return port
 
     def stop(self) -> defer.Deferred[Any]:
-        for call in self._timers.values():
-            if call.active():
-                call.cancel()
-        self._timers.clear()
+        self.timers.stop()
         for conn in list(self.connections.values()):
             conn.transport.loseConnection()  # type: ignore[union-attr]
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self._ports])
@@ -163,18 +262,17 @@ class SipRuntime:
 
     def execute(self, actions: Iterable[object]) -> None:
         for action in actions:
-            if isinstance(action, Transmit):
-                self._transmit(action)
-            elif isinstance(action, SetTimer):
-                self._set_timer(action.key, action.delay)
-            elif isinstance(action, CloseConnection):
-                conn = self._connection(action.peer)
+            kind = action.__class__
+            if kind is Transmit:
+                self._transmit(action)  # type: ignore[arg-type]
+            elif kind is SetTimer:
+                self.timers.set(action.key, action.delay)  # type: ignore[attr-defined]
+            elif kind is ClearTimer:
+                self.timers.clear(action.key)  # type: ignore[attr-defined]
+            elif kind is CloseConnection:
+                conn = self._connection(action.peer)  # type: ignore[attr-defined]
                 if conn is not None:
                     conn.transport.loseConnection()  # type: ignore[union-attr]
-            else:
-                old = self._timers.pop(getattr(action, "key", None), None)
-                if old is not None and old.active():
-                    old.cancel()
 
     def _transmit(self, action: Transmit) -> None:
         peer = action.peer
@@ -193,13 +291,3 @@ class SipRuntime:
         if conn is not None and conn.transport is not None and conn.connected:
             return conn
         return self.connections.get((peer.host, peer.port))
-
-    def _set_timer(self, key: Hashable, delay: float) -> None:
-        old = self._timers.get(key)
-        if old is not None and old.active():
-            old.cancel()
-        self._timers[key] = self.reactor.callLater(delay, self._fire, key)
-
-    def _fire(self, key: Hashable) -> None:
-        self._timers.pop(key, None)
-        self.core.timer_fired(key)

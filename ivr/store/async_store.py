@@ -20,6 +20,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.python.threadpool import ThreadPool
 
+from ivr.call_records import CallRecord
+from ivr.routing.queues import QueueState
 from ivr.routing.state import AuditEntry, UserState
 from ivr.sip.registrar import Binding
 from ivr.store.errors import StoreError
@@ -47,6 +49,8 @@ class AsyncStore:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ivr-store")
         self._store: SqliteStore | None = None
         self._shutdown_trigger: object | None = None
+        self._records: list[tuple[CallRecord, Deferred[bool]]] = []  # waiting to be written
+        self._writing_records = False
 
     @classmethod
     def for_path(cls, path: str | os.PathLike[str], reactor: Any, **kwargs: Any) -> AsyncStore:
@@ -73,6 +77,8 @@ class AsyncStore:
     def stop(self) -> Deferred[None]:
         if not self._pool.started:
             return succeed(None)
+        if self._records:  # call records waiting behind a write in flight: before closing
+            self._write_records()
 
         def done(result: Any) -> Any:
             self._stop_pool()
@@ -207,6 +213,59 @@ class AsyncStore:
         """Sweep audio files without a row (left by a crash), judged by the reactor's clock."""
         now = float(self._reactor.seconds())
         return self.run(lambda s: s.voicemail.remove_orphans(now, min_age=min_age))
+
+    # call records
+
+    def add_call_record(self, record: CallRecord) -> Deferred[bool]:
+        """Write a finished call's record (once: an id already stored is left alone).
+        Records that come while a write is in flight go together in the next transaction."""
+        d: Deferred[bool] = Deferred()
+        self._records.append((record, d))
+        if not self._writing_records:
+            self._write_records()
+        return d
+
+    def _write_records(self) -> None:
+        batch, self._records = self._records, []
+        self._writing_records = True
+        records = [record for record, _ in batch]
+
+        def written(added: list[bool]) -> None:
+            for (_, d), new in zip(batch, added, strict=True):
+                d.callback(new)
+
+        def failed(failure: Any) -> None:
+            for _, d in batch:
+                d.errback(failure)
+
+        def next_batch(_: object) -> None:
+            self._writing_records = False
+            if self._records:
+                self._write_records()
+
+        done = self.run(lambda s: s.call_records.add_all(records))
+        done.addCallbacks(written, failed).addBoth(next_batch)
+
+    def get_call_record(self, record_id: str) -> Deferred[CallRecord | None]:
+        return self.run(lambda s: s.call_records.get(record_id))
+
+    def list_call_records(
+        self, *, user: str | None = None, limit: int = 100
+    ) -> Deferred[list[CallRecord]]:
+        """The newest records (of ``user``'s calls when given), newest first."""
+        return self.run(lambda s: s.call_records.list(user=user, limit=limit))
+
+    # queue choices
+
+    def get_queue_states(self, users: Iterable[str]) -> Deferred[dict[str, QueueState]]:
+        wanted = list(users)
+        return self.run(lambda s: s.queues.get_many(wanted))
+
+    def save_queue_state(
+        self, state: QueueState, expected_version: int, entry: AuditEntry | None = None
+    ) -> Deferred[QueueState]:
+        """Save a user's queue choice (and its audit entry) in one transaction."""
+        return self.run(lambda s: s.queues.save(state, expected_version, entry))
 
     # API tokens
 

@@ -102,6 +102,64 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX api_token_by_user ON api_token (user)",
     ),
+    # 5: the live directory's overlay: users and profiles changed over the HTTP API (data
+    # in the config file's shape as JSON; NULL data = deleted), laid over the config file.
+    (
+        """CREATE TABLE directory (
+            kind TEXT NOT NULL CHECK (kind IN ('user', 'profile')),
+            key TEXT NOT NULL,
+            data TEXT,
+            deleted INTEGER NOT NULL CHECK (deleted IN (0, 1)),
+            version INTEGER NOT NULL CHECK (version >= 1),
+            seq INTEGER NOT NULL UNIQUE,
+            CHECK ((deleted = 1) = (data IS NULL)),
+            PRIMARY KEY (kind, key)
+        ) WITHOUT ROWID""",
+    ),
+    # 6: call queues: each user's own choice (*45 login/logout, *46 pause) and the
+    # profile period it holds for (ivr.routing.queues).
+    (
+        """CREATE TABLE queue_state (
+            user TEXT PRIMARY KEY,
+            login INTEGER CHECK (login IN (0, 1)),
+            paused INTEGER NOT NULL CHECK (paused IN (0, 1)),
+            period TEXT NOT NULL,
+            set_by TEXT,
+            set_via TEXT,
+            set_at TEXT,
+            version INTEGER NOT NULL CHECK (version >= 1)
+        ) WITHOUT ROWID""",
+    ),
+    # 7: call records (the record as JSON) and the users each one belongs to.
+    (
+        """CREATE TABLE call_record (
+            id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            started_epoch REAL NOT NULL,
+            kind TEXT NOT NULL,
+            caller TEXT NOT NULL,
+            dialled TEXT NOT NULL,
+            called_user TEXT,
+            outcome TEXT NOT NULL,
+            record TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX call_record_by_time ON call_record (started_epoch)",
+        """CREATE TABLE call_party (
+            user TEXT NOT NULL,
+            started_epoch REAL NOT NULL,
+            record_id TEXT NOT NULL REFERENCES call_record (id) ON DELETE CASCADE,
+            PRIMARY KEY (user, started_epoch, record_id)
+        ) WITHOUT ROWID""",
+    ),
+    # 8: phone self-service: a saved flag on voicemail, PIN guard counters per account.
+    (
+        "ALTER TABLE voicemail ADD COLUMN saved INTEGER NOT NULL DEFAULT 0 CHECK (saved IN (0, 1))",
+        """CREATE TABLE pin_guard (
+            account TEXT PRIMARY KEY,
+            failures TEXT NOT NULL DEFAULT '[]',
+            locked_until REAL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from ivr.routing.state import AuditEntry, UserState
 from ivr.sip.registrar import Binding
+from ivr.store.queues import QueueStateRepository
 
 __all__ = [
     "AuditRepository",
@@ -159,6 +160,9 @@ class Store(Protocol):
 
     @property
     def voicemail(self) -> VoicemailRepository: ...
+
+    @property
+    def queues(self) -> QueueStateRepository: ...
 
     def save_state_with_audit(
         self, state: UserState, expected_version: int, entry: AuditEntry

@@ -25,11 +25,15 @@ import soundfile as sf
 
 from ivr.routing.state import Activation, AuditEntry, UserState
 from ivr.sip.registrar import Binding
+from ivr.store.call_records import SqliteCallRecordRepository
 from ivr.store.codec import decode_datetime, decode_detail, encode_datetime, encode_detail
+from ivr.store.directory import SqliteDirectoryRepository
 from ivr.store.errors import ConflictError, StoreError
 from ivr.store.files import _fsync_dir, atomic_write
 from ivr.store.migrations import current_version, migrate
 from ivr.store.protocols import VoicemailMessage
+from ivr.store.queues import SqliteQueueRepository
+from ivr.store.selfservice import SqliteSelfServiceRepository
 from ivr.store.tokens import SqliteTokenRepository
 
 __all__ = ["SqliteStore"]
@@ -571,3 +575,23 @@ class SqliteStore:
     def tokens(self) -> SqliteTokenRepository:
         """The HTTP API's bearer tokens (hashes only)."""
         return SqliteTokenRepository(self._db)
+
+    @property
+    def directory(self) -> SqliteDirectoryRepository:
+        """The live directory's overlay (users and profiles changed over the API)."""
+        return SqliteDirectoryRepository(self._db, SqliteAuditRepository.append_in)
+
+    @property
+    def selfservice(self) -> SqliteSelfServiceRepository:
+        """Phone self-service: PIN guard counters and saved voicemail flags."""
+        return SqliteSelfServiceRepository(self._db)
+
+    @property
+    def call_records(self) -> SqliteCallRecordRepository:
+        """One record per finished call (legs, decision traces, outcome)."""
+        return SqliteCallRecordRepository(self._db)
+
+    @property
+    def queues(self) -> SqliteQueueRepository:
+        """Users' queue choices (*45 login/logout, *46 pause), saved with their audit."""
+        return SqliteQueueRepository(self._db, SqliteAuditRepository.append_in)

@@ -156,6 +156,7 @@ class Sipp:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",  # stray RTP on the signalling port ends up in SIPp's output
             env={**os.environ, "TERM": "dumb"},
         )
         return SippProcess(proc, workdir, cmd, self.timeout)
@@ -214,7 +215,7 @@ def _last_stats_row(path: Path) -> dict[str, str]:
 def _rtts(workdir: Path) -> tuple[float, ...]:
     values: list[float] = []
     for path in workdir.glob("*_rtt.csv"):
-        for row in csv.reader(path.read_text().splitlines(), delimiter=";"):
+        for row in csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"):
             if len(row) >= 2:
                 try:
                     values.append(float(row[1]))

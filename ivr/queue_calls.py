@@ -1,0 +1,404 @@
+"""Call queues at the edge: membership over the store, and calls to a queue's number.
+
+:class:`QueueService` runs the queue commands (``*45`` login/logout toggle, ``*46``
+pause) against the store with their audit entries, clears a user's own choice when
+their profile changes (a :class:`~ivr.profile_service.ProfileService` listener), and
+reads what a queue call needs. The rules are pure, in :mod:`ivr.routing.queues`.
+
+:class:`QueueCall` carries out a call to a queue: every logged-in, unpaused, available
+member's chosen devices ring at once through one :class:`~ivr.b2bua.Bridge` (run by
+:class:`~ivr.user_calls.BridgeRunner`): the first answer wins and the others are
+CANCELled. No answer within the queue's ring time, or nobody to ring: the queue's
+fallback, handed to a :class:`~ivr.user_calls.UserCall` (voicemail in the named box,
+a forward routed like any forward, or busy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ivr.b2bua import Bridge, CallerCancelled, Local, NotReached, RespondCaller, Target
+from ivr.call_records import CallRecordBuilder, new_record_id
+from ivr.config import User
+from ivr.routing import decide as routing
+from ivr.routing.commands import CommandResult
+from ivr.routing.features import QueuePause, QueueToggle
+from ivr.routing.profiles import Effective
+from ivr.routing.queues import (
+    Candidate,
+    Membership,
+    Queue,
+    QueueChange,
+    QueueState,
+    memberships,
+    profile_changed,
+    queue_decision,
+    queue_effective,
+    toggle_login,
+    toggle_pause,
+)
+from ivr.routing.state import AuditEntry, UserState, Via
+from ivr.sip.core import ServerRequest
+from ivr.sip.dialog import DialogError
+from ivr.store.errors import ConflictError
+from ivr.user_calls import BridgeRunner, UserCall, save_record
+
+if TYPE_CHECKING:
+    from ivr.calls import CallManager
+    from ivr.profile_service import ProfileService
+
+log = Logger(namespace="ivr.queues")
+
+MAX_ATTEMPTS = 3
+
+
+def _snapshot(store: Any, users: list[str]) -> dict[str, tuple[UserState, QueueState]]:
+    """On the store thread: each user's profile state and queue state."""
+    queues = store.queues.get_many(users)
+    return {user: (store.states.get(user), queues[user]) for user in users}
+
+
+class QueueService:
+    """The one way queue membership changes (phone, profile changes), and its reads.
+
+    Built on the profile service: the same store, clock and (live) directory. With
+    ``listen`` (the one the call manager makes) it registers for profile changes; a
+    read-only one (the HTTP API's) does not."""
+
+    def __init__(self, profiles: ProfileService, *, listen: bool = True) -> None:
+        self.profiles = profiles
+        self._locks: dict[str, defer.DeferredLock] = {}
+        if listen:
+            profiles.listeners.append(self.profile_changed)
+
+    # -- reads -----------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _read(self, users: Iterable[User]) -> Any:
+        """``(user, effective profile now, stored queue state)`` for each user."""
+        users = list(users)
+        rows = yield self.profiles.store.run(_snapshot, [u.extension for u in users])
+        now = self.profiles.now()
+        rules = self.profiles.config.rules
+        found: list[Candidate] = []
+        for user in users:
+            state, queue_state = rows[user.extension]
+            eff = queue_effective(state, user.schedules, now, rules)
+            found.append(Candidate(user=user, effective=eff, state=queue_state))
+        return found
+
+    def candidates(self, queue: Queue) -> defer.Deferred[list[Candidate]]:
+        """Every user who belongs to ``queue``, with their profile and queue state now."""
+        users = [u for u in self.profiles.config.users if queue.id in u.queues]
+        return self._read(users)
+
+    def everyone(self) -> defer.Deferred[list[Candidate]]:
+        """Every user who belongs to any queue (for the API)."""
+        return self._read(u for u in self.profiles.config.users if u.queues)
+
+    def memberships(self, candidate: Candidate) -> tuple[Membership, ...]:
+        """The candidate's queues: logged in, paused, ring kinds."""
+        rules = self.profiles.config.rules
+        return memberships(candidate.user, candidate.effective, candidate.state, rules)
+
+    # -- *45 / *46 ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def execute(
+        self,
+        extension: str,
+        command: QueueToggle | QueuePause,
+        *,
+        actor: str,
+        via: Via,
+        on_behalf_of: str | None = None,
+    ) -> Any:
+        """Toggle login (``*45``) or pause (``*46``) for ``extension``; fires with the
+        :class:`~ivr.routing.queues.QueueChange` (stored with its audit entry)."""
+        user = self.profiles.config.user(extension)
+        if user is None:
+            raise LookupError(extension)
+        lock = self._locks.setdefault(extension, defer.DeferredLock())
+        yield lock.acquire()
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                (found,) = yield self._read([user])
+                now = self.profiles.now()
+                rules = self.profiles.config.rules
+                step = toggle_login if isinstance(command, QueueToggle) else toggle_pause
+                change: QueueChange = step(
+                    user, found.effective, found.state, rules, by=actor, via=via, now=now
+                )
+                if not change.changed:
+                    return change
+                entry = AuditEntry(
+                    at=now,
+                    actor=actor,
+                    action=change.action,
+                    target_user=extension,
+                    via=via,
+                    detail=change.detail,
+                    on_behalf_of=on_behalf_of,
+                )
+                try:
+                    saved = yield self.profiles.store.save_queue_state(
+                        change.state, found.state.version, entry
+                    )
+                except ConflictError:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise
+                    continue
+                return replace(change, state=saved)
+        finally:
+            lock.release()
+        raise AssertionError("unreachable")
+
+    # -- profile changes -----------------------------------------------------------------
+
+    def profile_changed(
+        self, user: User, result: CommandResult, entry: AuditEntry
+    ) -> defer.Deferred[None]:
+        """A stored profile change: the user's own queue choice (``*45``/``*46``) lapses
+        and the new profile decides. The profile change's audit entry stands for the
+        login/logout it implies (membership follows from the profile). Never fails (the
+        profile change is already stored): problems are logged."""
+        d = self._profile_changed(user, result.before, result.after)
+        d.addErrback(
+            lambda f: log.failure("queue update after a profile change failed", f, user=user)
+        )
+        return d
+
+    @defer.inlineCallbacks
+    def _profile_changed(self, user: User, before: Effective, after: Effective) -> Any:
+        if not user.queues:
+            return None
+        lock = self._locks.setdefault(user.extension, defer.DeferredLock())
+        yield lock.acquire()
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                states = yield self.profiles.store.get_queue_states([user.extension])
+                state = states[user.extension]
+                rules = self.profiles.config.rules
+                change = profile_changed(user, before, after, state, rules)
+                if not change.changed:
+                    return None
+                try:
+                    yield self.profiles.store.save_queue_state(change.state, state.version)
+                except ConflictError:
+                    if attempt == MAX_ATTEMPTS - 1:
+                        raise
+                    continue
+                return None
+        finally:
+            lock.release()
+        return None
+
+
+class QueueCall:
+    """A call to a queue: ring the available members' devices at once, first answer
+    wins; else the queue's fallback. Implements what :class:`BridgeRunner` calls back.
+
+    ``state``: ``routing`` → ``ringing`` → ``bridged``, ``handed-over`` (the fallback's
+    :class:`UserCall` has the call, and the call record with it) or ``ended``. The
+    call record (kind ``queue``, user = the queue's number) lists the members rung."""
+
+    def __init__(
+        self,
+        manager: CallManager,
+        invite: ServerRequest,
+        caller: User,
+        max_forwards: int,
+        queue: Queue,
+    ) -> None:
+        self.manager = manager
+        self.invite = invite
+        self.caller = caller
+        self.max_forwards = max_forwards
+        self.queue = queue
+        self.state = "routing"
+        self.runner: BridgeRunner | None = None
+        self.then: routing.Decision | None = None
+        manager.pending[id(invite)] = self
+        services = manager.services
+        self.record = CallRecordBuilder(
+            id=new_record_id(services.rng),
+            kind="queue",
+            caller=caller.extension,
+            caller_user=caller.extension,
+            dialled=queue.number,
+            started_at=services.now(),
+        )
+
+    def start(self, queues: QueueService) -> None:
+        """Read the members' state, then ring (or fall back at once)."""
+        d = queues.candidates(self.queue)
+        d.addCallbacks(self._decide, self._failed)
+
+    def _decide(self, candidates: list[Candidate]) -> None:
+        if self.state != "routing":
+            return  # cancelled meanwhile
+        rules = self.manager.services.config.rules
+        decision = queue_decision(self.queue, candidates, rules)
+        self.record.decided(self.queue.number, decision.trace, self.manager.services.now())
+        if isinstance(decision, routing.Ring):  # the members rung are parties too
+            rung = {d.id for d in decision.devices}
+            users = self.record.users
+            for c in candidates:
+                ext = c.user.extension
+                if ext not in users and any(d.id in rung for d in c.user.devices):
+                    users.append(ext)
+        log.info(
+            "call {caller} → queue {queue}: {trace}",
+            caller=self.caller.extension,
+            queue=self.queue.id,
+            trace=decision.explain(),
+        )
+        if isinstance(decision, routing.Ring):
+            self._ring(decision)
+        else:
+            self._fallback(decision)
+
+    def _failed(self, failure: Any) -> None:
+        log.failure("queue call to {queue} failed", failure, queue=self.queue.id)
+        self.reject(500, "Queue routing failed")
+
+    def _ring(self, decision: routing.Ring) -> None:
+        targets: list[Target] = self.manager.targets(decision.devices)
+        if not targets:
+            log.info("no registered member device: {then}", then=decision.then.explain())
+            self._fallback(decision.then)
+            return
+        services = self.manager.services
+        core = services.core
+        domain = services.config.sip.domain
+        try:
+            bridge = Bridge(
+                self.invite.request,
+                self.invite.peer,
+                targets,
+                local=Local(host=core.host, port=core.port, ids=core.ids),
+                local_tag=self.invite.to_tag,
+                timeout=float(decision.timeout),
+                max_forwards=self.max_forwards,
+                from_value=self._from_value(domain),
+                to_value=f"<sip:{self.queue.number}@{domain}>",
+            )
+        except DialogError as exc:
+            self.reject(400, exc.reason)
+            return
+        self.state = "ringing"
+        self.then = decision.then
+        runner = self.runner = BridgeRunner(self, bridge)
+        now = services.now()
+        self.record.carried_out(decision, now)
+        runner.record = self.record
+        runner.leg_base = self.record.ringing(((t.device, t.uri) for t in targets), now)
+        runner.on_finished = lambda: self._runner_finished(runner)
+        runner.perform(bridge.start())
+
+    def _from_value(self, domain: str) -> str:
+        """The caller as members see it: "Queue: Name" <sip:ext@domain>."""
+        name = f"{self.queue.name}: {self.caller.name}".replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{name}" <sip:{self.caller.extension}@{domain}>'
+
+    def _fallback(self, decision: routing.Decision) -> None:
+        """Hand the call to a :class:`UserCall` that carries out the fallback."""
+        if self.state not in ("routing", "ringing"):
+            return
+        self.state = "handed-over"
+        self.runner = None
+        call = UserCall(self.manager, self.invite, self.caller, self.max_forwards)
+        call.record = self.record  # one record for the whole call
+        call.dialled = self.queue.number
+        if isinstance(decision, routing.Voicemail):
+            owner = self.manager.services.config.user(decision.box)
+            if owner is None:
+                call.reject(480, "Queue mailbox missing")
+                return
+            call.user = owner
+        call.run(decision)
+
+    # -- from the bridge -----------------------------------------------------------------
+
+    def respond(self, action: RespondCaller) -> None:
+        invite = self.invite
+        if invite.responded or self.state != "ringing":
+            return
+        invite.respond(
+            action.status,
+            action.reason,
+            to_tag=invite.to_tag,
+            headers=action.headers,
+            body=action.body,
+        )
+
+    def answered(self, runner: BridgeRunner, target: Target) -> None:
+        log.info(
+            "queue {queue} call from {caller} answered on {device}",
+            queue=self.queue.id,
+            caller=self.caller.extension,
+            device=target.device,
+        )
+        legs = runner.bridge.legs
+        index = next((i for i, leg in enumerate(legs) if leg.target is target), 0)
+        self.record.answered(runner.leg_base + index, self.manager.services.now())
+        self.state = "bridged"
+        self.manager.forget(self.invite, self)
+
+    def not_reached(self, runner: BridgeRunner, result: NotReached) -> None:
+        if runner is not self.runner or self.state != "ringing" or self.then is None:
+            return
+        now = self.manager.services.now()
+        self.record.not_reached(runner.leg_base, result.statuses, result.reason, now)
+        log.info(
+            "queue {queue}: nobody answered ({reason}, {statuses}): {then}",
+            queue=self.queue.id,
+            reason=result.reason,
+            statuses=result.statuses,
+            then=self.then.explain(),
+        )
+        self._fallback(self.then)
+
+    # -- the end -----------------------------------------------------------------------
+
+    def cancelled(self) -> None:
+        self.record.cancelled(self.manager.services.now())
+        runner = self.runner if self.state == "ringing" else None
+        self.end()
+        if runner is not None:
+            runner.feed(CallerCancelled())
+
+    def reject(self, status: int, reason: str | None = None) -> None:
+        self.record.rejected(status, reason, self.manager.services.now())
+        if not self.invite.responded:
+            self.invite.respond(status, reason)
+        self.end()
+
+    def end(self) -> None:
+        self.state = "ended"
+        self.manager.forget(self.invite, self)
+        self.record.end(self.manager.services.now())
+        self._save_record()
+
+    # -- the call record ---------------------------------------------------------------
+
+    def _runner_finished(self, runner: BridgeRunner) -> None:
+        """The bridge is over: a bridged call has ended, or the CANCELled legs settled."""
+        if runner is not self.runner:
+            return
+        if self.state == "bridged":
+            self.record.end(self.manager.services.now())
+        if self.state in ("bridged", "ended"):
+            self._save_record()
+
+    def _save_record(self) -> None:
+        runner = self.runner
+        if runner is not None and self.state == "ended" and not runner.bridge.finished:
+            return  # the CANCELled legs' answers come first (then _runner_finished)
+        services = self.manager.services
+        save_record(services.store, self.record.finish(services.now()))

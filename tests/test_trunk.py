@@ -1,0 +1,393 @@
+"""The trunk's pure parts: peer URIs, the allow-list, number normalisation, the caller-ID
+and diversion headers, trunk legs in the B2BUA, and the ``[trunk]`` config table."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from ivr.b2bua import (
+    Action,
+    Answered,
+    Bridge,
+    Local,
+    NotReached,
+    Ref,
+    RespondCaller,
+    Responded,
+    Send,
+    SendAck,
+    Track,
+)
+from ivr.cli import CliError, _with_trunk
+from ivr.config import ConfigError, load_config
+from ivr.routing.numbers import NumberPlan
+from ivr.sip.build import make_response
+from ivr.sip.core import Peer
+from ivr.sip.dialog import Dialog
+from ivr.sip.ids import Ids
+from ivr.sip.message import Headers, Request
+from ivr.trunk import (
+    ANONYMOUS,
+    Trunk,
+    caller_identity,
+    diversion_headers,
+    divert_reason,
+    external_number,
+    parse_peer,
+    trunk_target,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SE = NumberPlan(region="SE")
+TRUNK = Trunk(host="192.0.2.10", port=5060, allow=("+46", "+4791"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sip:192.0.2.10", ("192.0.2.10", 5060, "udp")),
+        ("sip:192.0.2.10:5080;transport=udp", ("192.0.2.10", 5080, "udp")),
+        ("sip:[2001:db8::1]:5062", ("2001:db8::1", 5062, "udp")),
+        (" sip:127.0.0.1:5090 ", ("127.0.0.1", 5090, "udp")),
+    ],
+)
+def test_peer_uris(text: str, expected: tuple[str, int, str]) -> None:
+    assert parse_peer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("192.0.2.10", "SIP URI"),
+        ("sips:192.0.2.10", "SIP URI"),
+        ("sip:trunk@192.0.2.10", "SIP URI"),
+        ("sip:sbc.example.net", "IP address"),
+        ("sip:192.0.2.10;transport=tcp", "transport"),
+    ],
+)
+def test_bad_peer_uris_say_why(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_peer(text)
+
+
+@pytest.mark.parametrize(
+    ("number", "allowed"),
+    [
+        ("+46701234567", True),
+        ("+4791234567", True),
+        ("+4790123456", False),  # +479 is not +4791
+        ("+4930123456", False),
+        ("+1555123456", False),
+    ],
+)
+def test_the_allow_list_is_by_e164_prefix(number: str, allowed: bool) -> None:
+    assert TRUNK.allows(number) is allowed
+
+
+def test_an_empty_allow_list_allows_nothing() -> None:
+    assert not Trunk(host="192.0.2.10").allows("+46701234567")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"host": "sbc.example.net"},
+        {"host": "192.0.2.10", "port": 0},
+        {"host": "192.0.2.10", "transport": "tcp"},
+        {"host": "192.0.2.10", "allow": ("46",)},
+        {"host": "192.0.2.10", "allow": ("+46a",)},
+        {"host": "192.0.2.10", "diversion": ()},
+        {"host": "192.0.2.10", "diversion": ("sip-h",)},
+    ],
+)
+def test_an_invalid_trunk_cannot_exist(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Trunk(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("dialled", "expected"),
+    [
+        ("0701234567", "+46701234567"),
+        ("+46701234567", "+46701234567"),
+        ("0046701234567", "+46701234567"),
+        ("08-465 004 01", "+46846500401"),
+        ("+4930123456", "+4930123456"),
+        ("1002", None),  # an extension
+        ("112", "112"),  # emergency: to the trunk as dialled
+        ("911", None),  # not an emergency number in SE
+        ("*23*2#", None),
+        ("00467012345", None),  # too short to be valid
+        ("", None),
+    ],
+)
+def test_external_numbers_are_normalised_to_e164(dialled: str, expected: str | None) -> None:
+    assert external_number(dialled, SE) == expected
+
+
+def test_a_shown_caller_id_is_from_and_asserted_identity() -> None:
+    from_value, headers = caller_identity("+46846500401", "+46846500401", "ivr.local", "Anna")
+    assert from_value == '"Anna" <sip:+46846500401@ivr.local>'
+    assert headers == (("P-Asserted-Identity", "<sip:+46846500401@ivr.local>"),)
+
+
+def test_a_hidden_caller_id_is_anonymous_with_privacy_and_pai_for_the_trunk() -> None:
+    from_value, headers = caller_identity(None, "+46846500401", "ivr.local", "Anna")
+    assert from_value == ANONYMOUS == '"Anonymous" <sip:anonymous@anonymous.invalid>'
+    assert dict(headers) == {
+        "P-Asserted-Identity": "<sip:+46846500401@ivr.local>",
+        "Privacy": "id",
+    }
+
+
+def test_display_names_are_quoted_and_escaped() -> None:
+    from_value, _ = caller_identity("+46846500401", "+46846500401", "d", 'A "B" \\ C')
+    assert from_value == '"A \\"B\\" \\\\ C" <sip:+46846500401@d>'
+
+
+@pytest.mark.parametrize(
+    ("statuses", "reason"),
+    [
+        (None, "unconditional"),
+        ((408, 408), "no-answer"),
+        ((486, 408), "user-busy"),
+        ((600,), "user-busy"),
+    ],
+)
+def test_the_diversion_reason_follows_what_happened(
+    statuses: tuple[int, ...] | None, reason: str
+) -> None:
+    assert divert_reason(statuses) == reason
+
+
+def test_diversion_names_the_forwarding_user() -> None:
+    headers = diversion_headers(TRUNK, "+46846500402", "ivr.local", "no-answer", "+46701234567")
+    assert headers == (
+        ("Diversion", "<sip:+46846500402@ivr.local>;reason=no-answer;counter=1;privacy=off"),
+    )
+
+
+def test_history_info_when_configured() -> None:
+    trunk = Trunk(host="192.0.2.10", diversion=("diversion", "history-info"))
+    headers = dict(diversion_headers(trunk, "+46846500402", "d", "user-busy", "+46701234567"))
+    assert headers["History-Info"] == (
+        "<sip:+46846500402@d>;index=1, "
+        "<sip:+46701234567@192.0.2.10:5060;user=phone?Reason=SIP%3Bcause%3D486>;index=1.1"
+    )
+    assert "Diversion" in headers
+
+
+def test_an_unknown_reason_is_refused() -> None:
+    with pytest.raises(ValueError, match="reason"):
+        diversion_headers(TRUNK, "+46846500402", "d", "lunch", "+46701234567")
+
+
+def _invite() -> Request:
+    headers = Headers(
+        [
+            ("via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKcaller;rport"),
+            ("max-forwards", "70"),
+            ("from", "<sip:1001@ivr.local>;tag=caller"),
+            ("to", "<sip:0701234567@ivr.local>"),
+            ("call-id", "abc@127.0.0.1"),
+            ("cseq", "2 INVITE"),
+            ("contact", "<sip:1001@127.0.0.1:5070>"),
+            ("content-type", "application/sdp"),
+        ]
+    )
+    return Request("INVITE", "sip:0701234567@127.0.0.1:5060", headers, b"v=0\r\n")
+
+
+def test_a_trunk_leg_carries_its_own_from_to_and_identity_headers() -> None:
+    from_value, identity = caller_identity(None, "+46846500401", "ivr.local", "Anna")
+    leg = trunk_target(TRUNK, "+46701234567", "trunk", from_value=from_value, headers=identity)
+    assert leg.peer == Peer("udp", "192.0.2.10", 5060)
+    bridge = Bridge(
+        _invite(),
+        Peer("udp", "127.0.0.1", 5070),
+        [leg],
+        local=Local(host="127.0.0.1", port=5060, ids=Ids(random.Random(1))),
+        local_tag="ours",
+        timeout=30.0,
+        max_forwards=69,
+        from_value='"Anna" <sip:1001@ivr.local>',
+        to_value="<sip:0701234567@ivr.local>",
+    )
+    (send, _timer) = bridge.start()
+    assert isinstance(send, Send) and send.peer == leg.peer
+    sent = send.request
+    assert sent.uri == "sip:+46701234567@192.0.2.10:5060;user=phone"
+    assert sent.headers.get("from", "").startswith(ANONYMOUS + ";tag=")
+    assert sent.headers.get("to") == "<sip:+46701234567@192.0.2.10:5060;user=phone>"
+    assert sent.headers.get("privacy") == "id"
+    assert sent.headers.get("p-asserted-identity") == "<sip:+46846500401@ivr.local>"
+    assert sent.headers.get("max-forwards") == "69"
+    assert sent.body == b"v=0\r\n"
+
+
+def _config(tmp_path: Path, old: str, new: str) -> Path:
+    text = (REPO / "config" / "ivr.toml").read_text()
+    assert old in text
+    path = tmp_path / "ivr.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_the_demo_config_has_a_local_trunk() -> None:
+    config = load_config(REPO / "config" / "ivr.toml")
+    assert config.trunk == Trunk(host="127.0.0.1", port=5080, allow=("+46",))
+
+
+def test_no_trunk_table_means_no_trunk(tmp_path: Path) -> None:
+    text = (REPO / "config" / "ivr.toml").read_text()
+    start = text.index("[trunk]")
+    end = text.index("[http]")
+    path = tmp_path / "ivr.toml"
+    path.write_text(text[:start] + text[end:])
+    assert load_config(path).trunk is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'peer = "sip:127.0.0.1:5080;transport=udp"',
+            'peer = "sbc.example.net"',
+            "trunk.peer: must be a SIP URI",
+        ),
+        (
+            'peer = "sip:127.0.0.1:5080;transport=udp"',
+            'peer = "sip:127.0.0.1:5080;transport=tcp"',
+            "trunk.peer: transport must be one of udp, got 'tcp'",
+        ),
+        ('allow = ["+46"]', 'allow = ["46"]', "trunk.allow[0]: must be an E.164 prefix"),
+        (
+            'diversion = ["diversion"]',
+            'diversion = ["sip-h"]',
+            "trunk.diversion[0]: must be one of 'diversion', 'history-info'",
+        ),
+        ('allow = ["+46"]', 'allow = ["+46"]\nallowed = []', "trunk.allowed: unknown key"),
+    ],
+)
+def test_trunk_config_errors_name_file_key_and_reason(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = _config(tmp_path, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_trunk_flag_overrides_the_peer_and_keeps_the_rest() -> None:
+    config = load_config(REPO / "config" / "ivr.toml")
+    changed = _with_trunk(config, "sip:127.0.0.2:5999")
+    assert changed.trunk == Trunk(host="127.0.0.2", port=5999, allow=("+46",))
+    assert changed.users == config.users
+    assert changed.user_by_number("0701740605") is not None  # lookups rebuilt
+    with pytest.raises(CliError, match="--trunk: must be a SIP URI"):
+        _with_trunk(config, "nonsense")
+
+
+# -- moving a caller we answered (keys during the redirect) -------------------------
+
+OFFER = b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+MOBILE_SDP = OFFER.replace(b"127.0.0.2", b"192.0.2.10")
+CALLER = Peer("udp", "127.0.0.2", 5071)
+
+
+def _answered_bridge() -> tuple[Bridge, Dialog]:
+    invite = _invite()
+    invite.headers.set("via", "SIP/2.0/UDP 127.0.0.2:5071;branch=z9hG4bKcaller;rport")
+    invite.body = OFFER
+    ours = Dialog.as_uas(invite, "ours", "<sip:ivr@127.0.0.1:5060>", confirmed=True)
+    leg = trunk_target(TRUNK, "+46701740605", "1001-mobile", from_value="<sip:+4685@d>")
+    bridge = Bridge(
+        invite,
+        CALLER,
+        [leg],
+        local=Local(host="127.0.0.1", port=5060, ids=Ids(random.Random(2))),
+        local_tag="ours",
+        timeout=25.0,
+        max_forwards=69,
+        from_value="<sip:+4685@d>",
+        to_value="<sip:1001@d>",
+        answered=ours,
+    )
+    return bridge, ours
+
+
+def _leg_reply(bridge: Bridge, status: int, body: bytes = b"") -> list[Action]:
+    invite = bridge.legs[0].invite
+    headers = [("Contact", "<sip:trunk@192.0.2.10:5060>")]
+    if body:
+        headers.append(("Content-Type", "application/sdp"))
+    response = make_response(invite, status, to_tag="mob", headers=headers, body=body)
+    return bridge.handle(Responded(Ref("invite", 0), response))
+
+
+def test_an_answered_caller_is_moved_with_a_reinvite_not_a_second_200() -> None:
+    bridge, ours = _answered_bridge()
+    (send, _timer) = bridge.start()
+    assert isinstance(send, Send) and send.request.body == OFFER  # the caller's own offer
+    assert _leg_reply(bridge, 180) == [], "the caller has our 200: no 180 for it"
+    actions = _leg_reply(bridge, 200, MOBILE_SDP)
+    assert not [a for a in actions if isinstance(a, RespondCaller)]
+    acks = [a for a in actions if isinstance(a, SendAck)]
+    assert [a.peer for a in acks] == [TRUNK.peer]
+    (reinvite,) = [a for a in actions if isinstance(a, Send)]
+    assert reinvite.peer == CALLER and reinvite.ref == Ref("moved", 0)
+    request = reinvite.request
+    assert request.method == "INVITE" and request.body == MOBILE_SDP
+    assert request.headers.get("call-id") == ours.call_id
+    assert request.headers.count("contact") == 1
+    assert [a.side for a in actions if isinstance(a, Track)] == ["caller", "callee"]
+    assert any(isinstance(a, Answered) for a in actions)
+
+    ok = make_response(request, 200, headers=[("Contact", "<sip:x@127.0.0.2:5071>")])
+    (ack,) = bridge.handle(Responded(Ref("moved", 0), ok))
+    assert isinstance(ack, SendAck) and ack.peer == CALLER
+    assert ack.ack.headers.get("cseq") == request.headers.get("cseq", "").replace("INVITE", "ACK")
+    # A retransmitted 200 is ACKed again, with the same ACK.
+    assert bridge.handle(Responded(Ref("moved", 0), ok)) == [ack]
+
+
+def test_a_caller_refusing_the_move_ends_both_sides() -> None:
+    bridge, _ours = _answered_bridge()
+    bridge.start()
+    actions = _leg_reply(bridge, 200, MOBILE_SDP)
+    (reinvite,) = [a for a in actions if isinstance(a, Send)]
+    refused = make_response(reinvite.request, 488)
+    byes = bridge.handle(Responded(Ref("moved", 0), refused))
+    assert sorted(a.peer.host for a in byes if isinstance(a, Send)) == ["127.0.0.2", "192.0.2.10"]
+    assert all(a.request.method == "BYE" for a in byes if isinstance(a, Send))
+
+
+def test_no_answer_leaves_the_answered_caller_to_the_plan() -> None:
+    bridge, _ours = _answered_bridge()
+    bridge.start()
+    actions = _leg_reply(bridge, 486)
+    assert [a for a in actions if isinstance(a, NotReached)]
+    assert not [a for a in actions if isinstance(a, Send | RespondCaller)]
+
+
+def test_moving_needs_the_caller_s_offer() -> None:
+    invite = _invite()
+    invite.body = b""
+    ours = Dialog.as_uas(invite, "ours", "<sip:ivr@127.0.0.1:5060>", confirmed=True)
+    with pytest.raises(ValueError, match="offer"):
+        Bridge(
+            invite,
+            CALLER,
+            [trunk_target(TRUNK, "+46701740605", "m")],
+            local=Local(host="127.0.0.1", port=5060, ids=Ids(random.Random(2))),
+            local_tag="ours",
+            timeout=25.0,
+            max_forwards=69,
+            from_value="<sip:+4685@d>",
+            to_value="<sip:1001@d>",
+            answered=ours,
+        )
