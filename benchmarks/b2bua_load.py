@@ -291,7 +291,7 @@ class Step:
 def _first_error(errors: str) -> str:
     for line in errors.splitlines():
         line = line.strip()
-        if line and not line.startswith(("Dead call", "-")):
+        if line and not line.startswith(("Dead call", "-", "The following events")):
             return line[:100]
     return ""
 

@@ -15,10 +15,11 @@ The demo company has 4 users; ``--extra-users N`` adds synthetic ones so that fe
 to the same user's profile are in flight at once.
 
 Part B (media engine without signalling): part A's concurrency is bounded by setups/s ×
-prompt length (~3–4 s). A child process runs ``ivr.media.session.MediaEngine`` on the real
-reactor with N streams, each playing a long sequence of the shipped prompts, towards the
-same kind of receiver, for N rising; the first 0.5 s (every stream starts on the same tick)
-is left out. Per N: jitter, loss, the sender's CPU; then the largest N held.
+prompt length (~3–4 s). The sender of ``benchmarks.media_engine`` (a child process) runs
+``ivr.media.session.MediaEngine`` on the real reactor with N streams, each playing a long
+sequence of the shipped prompts, towards the same kind of receiver, for N rising; the
+first 0.5 s (every stream starts on the same tick) is left out. Per N: jitter, loss, the
+sender's CPU; then the largest N held.
 
 Each part stops after its first step that holds nothing (``--full-ramp`` runs them all);
 ``--profile DIR`` samples the server and the sender with py-spy and prints the top frames.
@@ -30,13 +31,8 @@ Each part stops after its first step that holds nothing (``--full-ramp`` runs th
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
-import json
-import random
 import re
-import resource
-import select
 import signal
 import statistics
 import subprocess
@@ -47,75 +43,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from benchmarks.media_engine import Step, run_queue_wait, run_step
+from benchmarks.rtp_receiver import ReceiverProcess
 from ivr.testing.service import DEFAULT_CONFIG, RunningService, start_service
 from ivr.testing.sipp import Sipp
-
-if TYPE_CHECKING:
-    from ivr.media.prompts import PromptLibrary
 
 REPO = Path(__file__).resolve().parents[1]
 CODES = ("*23*2*1300%23", "%2323%23")  # lunch until 13:00; back to the standard profile
 MAX_FAILURE_RATIO = 0.001
 MAX_P99_JITTER_MS = 5.0
-PROMPT_LANG = "sv"
 MEDIA_SETTLE_S = 0.5  # part B: every stream starts on the same tick; that transient is left out
-
-
-def run_queue_wait(pid: int | None = None) -> float:
-    """Seconds a main thread (this one if ``pid`` is None) spent runnable, waiting for a CPU.
-
-    From ``schedstat``: on a busy machine this tells stalls caused by CPU starvation apart
-    from stalls the program caused itself.
-    """
-    path = Path(
-        "/proc/thread-self/schedstat" if pid is None else f"/proc/{pid}/task/{pid}/schedstat"
-    )
-    try:
-        return int(path.read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+MEDIA_MAX_BURST = 2  # part B: frames a stream may catch up per tick (MediaEngine's default)
 
 
 # --- the capture process ------------------------------------------------------------------
-
-
-class Receiver:
-    """A running ``benchmarks.rtp_receiver`` process; :meth:`stop` returns its summary."""
-
-    def __init__(
-        self, workdir: Path, deadline: float, settle: float = 0.0, host: str = "127.0.0.1"
-    ) -> None:
-        self.out = workdir / f"rtp-{time.monotonic_ns()}.json"
-        cmd = [sys.executable, "-m", "benchmarks.rtp_receiver", "--host", host, "--port", "0"]
-        cmd += ["--deadline", f"{deadline:g}", "--settle", f"{settle:g}", "--out", str(self.out)]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError(f"RTP receiver did not start: {line!r}")
-        _, self.host, port = line.split()
-        self.port = int(port)
-
-    def stop(self, timeout: float = 120.0) -> dict[str, Any]:
-        """SIGTERM, wait for the summary (the analysis of a big capture takes a while)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError("RTP receiver did not finish its summary") from None
-        if self.proc.returncode != 0 or not self.out.exists():
-            raise RuntimeError(f"RTP receiver exited {self.proc.returncode} without a summary")
-        return dict(json.loads(self.out.read_text()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +248,7 @@ def run_call_step(
 ) -> CallStep:
     calls = max(1, round(rate * seconds))
     budget = seconds + 40.0  # the last call still plays its prompt (~4 s) after the send window
-    receiver = Receiver(workdir, budget + 30)
+    receiver = ReceiverProcess(workdir, budget + 30)
     stepdir = workdir / f"sipp-{rate:g}"
     sipp = Sipp(
         scenario="feature_code_load.xml",
@@ -383,184 +326,25 @@ def part_a(
 # --- part B: the media engine alone ------------------------------------------------------
 
 
-def prompt_names(library: PromptLibrary, lang: str, seconds: float) -> list[str]:
-    """Shipped prompts in name order, repeated as needed to last at least ``seconds``."""
-    names = sorted(library.names(lang))
-    if sum(library.duration(lang, name) for name in names) <= 0:
-        raise RuntimeError(f"no prompts for {lang!r} in {library.root}")
-    out: list[str] = []
-    total = 0.0
-    while total < seconds:
-        for name in names:
-            out.append(name)
-            total += library.duration(lang, name)
-            if total >= seconds:
-                break
-    return out
-
-
-def media_sender(argv: Sequence[str]) -> int:
-    """Child process of part B: N MediaEngine streams on the real reactor; prints JSON."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--streams", type=int, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--target", required=True, help="HOST:PORT of the receiver")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--rtp-ports", default="30000-59999")
-    parser.add_argument("--settle", type=float, default=MEDIA_SETTLE_S)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < args.streams + 256:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.streams + 1024), hard))
-
-    from twisted.internet import reactor
-
-    from ivr.media.prompts import PromptLibrary
-    from ivr.media.session import MediaEngine
-
-    library = PromptLibrary(REPO / "prompts")
-    # One player is built (the library joins the prompts into one buffer); each stream gets
-    # a shallow copy that shares the read-only buffer and keeps its own position.
-    template = library.player(
-        PROMPT_LANG, prompt_names(library, PROMPT_LANG, args.settle + args.seconds + 2), "PCMA"
-    )
-    low, high = (int(p) for p in args.rtp_ports.split("-"))
-    host, port = args.target.rsplit(":", 1)
-    # no idle silence: nothing goes out before `begin` starts every prompt at once
-    rng = random.Random(args.seed)
-    engine = MediaEngine(reactor, args.host, low, high, rng, idle_silence=False)
-    streams = [
-        engine.open_stream(remote=(host, int(port)), payload_type=8) for _ in range(args.streams)
-    ]
-    state: dict[str, float] = {}
-    result: dict[str, Any] = {}
-
-    def counters() -> dict[str, float]:
-        return {
-            "cpu_s": time.process_time(),
-            "wait_s": run_queue_wait(),
-            "wall_s": reactor.seconds(),
-            "sent": sum(s.sent for s in streams),
-            "send_errors": sum(s.send_errors for s in streams),
-            "frames_skipped": engine.frames_skipped,
-            "ticks": engine.ticks,
-        }
-
-    def finish() -> None:
-        result.update({key: value - state[key] for key, value in counters().items()})
-        result["prompt_seconds"] = template.duration
-        engine.close()
-        reactor.stop()
-
-    def measure() -> None:
-        state.update(counters())
-        print("BEGIN", flush=True)
-        reactor.callLater(args.seconds, finish)
-
-    def begin() -> None:
-        for stream in streams:
-            stream.play(copy.copy(template))
-        reactor.callLater(args.settle, measure)  # the receiver leaves the same transient out
-
-    reactor.callLater(0.5, begin)  # let the tick settle after binding N ports
-    reactor.run(installSignalHandlers=False)
-    print(json.dumps(result), flush=True)
-    return 0
-
-
-@dataclass(frozen=True, slots=True)
-class MediaStep:
-    streams: int
-    sent: int
-    send_errors: int
-    engine_skipped: int
-    cpu_s: float
-    wait_s: float
-    wall_s: float
-    media: Media
-
-    @property
-    def held(self) -> bool:
-        return (
-            self.media.held
-            and self.engine_skipped == 0
-            and self.send_errors == 0
-            and self.media.streams == self.streams
-        )
-
-    def line(self) -> str:
-        cpu = 100.0 * self.cpu_s / self.wall_s if self.wall_s else float("nan")
-        per_packet = 1e6 * self.cpu_s / self.sent if self.sent else float("nan")
-        return (
-            f"N {self.streams:5}  sent {self.sent / self.wall_s:8.0f} pkt/s  "
-            f"{self.media.text()}  late ticks skipped {self.engine_skipped} frames/stream  "
-            f"sender cpu {cpu:5.1f}% ({per_packet:.1f} µs/packet, waited "
-            f"{1000 * self.wait_s:.0f} ms for a CPU)  "
-            f"receiver cpu {self.media.receiver_cpu_percent:4.1f}%  "
-            f"{'held' if self.held else 'NOT held'}"
-        )
-
-
 def run_media_step(
     n: int, seconds: float, rtp_ports: str, workdir: Path, profile: Path | None = None
-) -> tuple[MediaStep, list[tuple[str, float]]]:
-    """One N: receiver, then the sender child (profiled from its BEGIN line when asked)."""
-    budget = seconds + 60.0
-    receiver = Receiver(workdir, budget + 30, settle=MEDIA_SETTLE_S)
-    code = (
-        "import sys; from benchmarks.feature_calls import media_sender; "
-        "sys.exit(media_sender(sys.argv[1:]))"
-    )
-    cmd = [sys.executable, "-c", code, "--streams", str(n), "--seconds", f"{seconds:g}"]
-    cmd += ["--target", f"{receiver.host}:{receiver.port}", "--rtp-ports", rtp_ports]
-    cmd += ["--settle", f"{MEDIA_SETTLE_S:g}"]
-    errors = workdir / f"sender-{n}.err"
-    with errors.open("wb") as stderr_file:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file
-        )
-    profiler: Profiler | None = None
+) -> tuple[Step, list[tuple[str, float]]]:
+    """One N of the media engine benchmark (profiled from the sender's BEGIN when asked)."""
     top: list[tuple[str, float]] = []
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        end = time.monotonic() + budget
-        while time.monotonic() < end:
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, end - time.monotonic()))
-            raw = proc.stdout.readline() if ready else b""
-            if not raw:
-                break
-            line = raw.decode().strip()
-            lines.append(line)
-            if line == "BEGIN" and profile is not None:
-                profiler = Profiler(proc.pid, profile / f"media-{n}.txt")
-        try:
-            proc.wait(max(1.0, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if profiler is not None:
-            top = profiler.stop()
-        summary = receiver.stop()
-    stderr = errors.read_text(errors="replace")
-    if proc.returncode != 0 or not lines or not lines[-1].startswith("{"):
-        raise RuntimeError(f"media sender exited {proc.returncode}:\n{stderr[-3000:]}")
-    sent = json.loads(lines[-1])
-    step = MediaStep(
-        streams=n,
-        sent=int(sent["sent"]),
-        send_errors=int(sent["send_errors"]),
-        engine_skipped=int(sent["frames_skipped"]),
-        cpu_s=float(sent["cpu_s"]),
-        wait_s=float(sent["wait_s"]),
-        wall_s=float(sent["wall_s"]),
-        media=Media.from_summary(summary),
+
+    def watch(pid: int) -> Callable[[], None]:
+        assert profile is not None
+        profiler = Profiler(pid, profile / f"media-{n}.txt")
+        return lambda: top.extend(profiler.stop())
+
+    step = run_step(
+        n,
+        seconds,
+        MEDIA_SETTLE_S,
+        MEDIA_MAX_BURST,
+        rtp_ports,
+        workdir,
+        watch=None if profile is None else watch,
     )
     return step, top
 
@@ -572,9 +356,9 @@ def part_b(
     workdir: Path,
     profile: Path | None,
     full: bool = False,
-) -> list[MediaStep]:
+) -> list[Step]:
     """Rising N; stops after the first N not held (unless ``full``)."""
-    steps: list[MediaStep] = []
+    steps: list[Step] = []
     for n in counts:
         step, top = run_media_step(n, seconds, rtp_ports, workdir, profile)
         print(step.line(), flush=True)
@@ -677,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
 
     calls: list[CallStep] = []
-    media: list[MediaStep] = []
+    media: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
         workdir = Path(tmp)
         if not args.skip_calls:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,17 @@ PROMPT_LANG = "sv"
 CODEC = "PCMA"
 
 
-def run_queue_wait() -> float:
-    """Seconds this thread spent runnable but waiting for a CPU (``schedstat``)."""
+def run_queue_wait(pid: int | None = None) -> float:
+    """Seconds a main thread (this one if ``pid`` is None) spent runnable, waiting for a CPU.
+
+    From ``schedstat``: on a busy machine this tells stalls caused by CPU starvation apart
+    from stalls the program caused itself.
+    """
+    path = Path(
+        "/proc/thread-self/schedstat" if pid is None else f"/proc/{pid}/task/{pid}/schedstat"
+    )
     try:
-        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+        return int(path.read_text().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return float("nan")
 
@@ -247,8 +254,11 @@ def run_step(
     rtp_ports: str,
     workdir: Path,
     nice: int = 0,
+    watch: Callable[[int], Callable[[], object]] | None = None,
 ) -> Step:
-    """One N: the receiver, then the sender child; both bounded in time."""
+    """One N: the receiver, then the sender child; both bounded in time. ``watch`` is
+    called with the sender's pid when its measurement begins and returns what to call
+    when the sender is done (a profiler, say)."""
     budget = 0.5 + settle + seconds + 60.0
     receiver = ReceiverProcess(workdir, budget + 30, settle=settle)
     cmd = [sys.executable, "-m", "benchmarks.media_engine", "--sender"]
@@ -261,6 +271,7 @@ def run_step(
         proc = subprocess.Popen(
             cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file
         )
+    done: Callable[[], object] | None = None
     try:
         assert proc.stdout is not None
         end = time.monotonic() + budget
@@ -270,6 +281,8 @@ def run_step(
             if not raw:
                 break
             lines.append(raw.decode().strip())
+            if lines[-1] == "BEGIN" and watch is not None:
+                done = watch(proc.pid)
         proc.wait(max(1.0, end - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
@@ -277,6 +290,8 @@ def run_step(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if done is not None:
+            done()
         summary = receiver.stop()
     if proc.returncode != 0 or not lines or not lines[-1].startswith("{"):
         stderr = errors.read_text(errors="replace")

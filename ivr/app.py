@@ -291,6 +291,7 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         profile_view=profile_view(profiles),
         custom_prompts=custom_prompts,
         now=wall_now,
+        counters=calls.services.counters.all,
     )
     service._http = reactor.listenTCP(http_port, http_site, interface=http_host)
     service.http_port = service._http.getHost().port

@@ -16,8 +16,11 @@ UPDATE, INFO (and any other in-dialog request) are relayed to the other side.
 
 A bridge may also start from a caller we have already answered ourselves (``answered``:
 our confirmed dialog with the caller, e.g. a key press during the spoken redirect moves
-the caller to the user's mobile): the legs get the caller's original offer, and the
-winner's answer reaches the caller in a re-INVITE instead of a 200.
+the caller to the user's mobile). Then the legs get an INVITE without SDP and the media
+is connected as in RFC 3725 flow I: the winner's offer (in its 200) reaches the caller
+in a re-INVITE, and the caller's answer goes back to the winner in the ACK (RFC 3261
+§13.2.2.4: an ACK to a 2xx with an offer carries the answer; when the caller refuses,
+the ACK declines every stream and BYE follows).
 
 Transitions live in one table keyed by (bridge state, event kind).
 """
@@ -63,6 +66,7 @@ __all__ = [
     "Untrack",
     "cancel_request",
     "contact_uri",
+    "declining_answer",
     "forwarded_max_forwards",
     "loops_back",
     "target_for",
@@ -76,6 +80,7 @@ DEFAULT_MAX_FORWARDS = 70
 
 # Headers carried from one side's request or response to the other's.
 _INVITE_COPIED = ("content-type", "content-disposition", "subject", "priority")
+_NO_BODY = ("subject", "priority")
 _REQUEST_COPIED = ("content-type", "content-disposition", "info-package", "event")
 _RESPONSE_COPIED = ("content-type", "content-disposition", "retry-after")
 _ALLOW = ", ".join(ALLOWED_METHODS)
@@ -344,6 +349,20 @@ def cancel_request(invite: Request) -> Request:
     return Request("CANCEL", invite.uri, Headers(items))
 
 
+def declining_answer(offer: bytes) -> bytes:
+    """An SDP answer that rejects every stream of ``offer`` (port 0, RFC 3264 §6): what
+    an ACK carries when the offer in a 2xx cannot be accepted, before the BYE."""
+    lines = offer.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+    kept: list[str] = []
+    for line in lines:
+        if line.startswith("m="):
+            media, _, after = line[2:].partition(" ")
+            kept.append(f"m={media} 0 {after.partition(' ')[2]}".rstrip())
+        elif line[:2] in ("v=", "o=", "s=", "c=", "t="):
+            kept.append(line)
+    return ("\r\n".join(kept) + "\r\n").encode()
+
+
 def _copied(headers: Headers, names: Sequence[str]) -> list[tuple[str, str]]:
     return [(n, v) for n, v in headers if n in names]
 
@@ -417,8 +436,6 @@ class Bridge:
     ) -> None:
         if not targets:
             raise ValueError("a bridge needs at least one target")
-        if answered is not None and not caller_invite.body:
-            raise ValueError("moving an answered caller needs the caller's offer")
         if max_forwards < 1:
             raise ValueError("max_forwards must be positive (answer 483 instead)")
         self.local = local
@@ -432,6 +449,7 @@ class Bridge:
             caller_invite, local_tag, self._contact(caller_peer.transport)
         )
         self._moved_ack: Request | None = None
+        self._moved_offer = b""  # the winner's offer, when it answers an answered caller
         self.legs = [
             _Leg(i, t, self._leg_invite(t, from_value, to_value)) for i, t in enumerate(targets)
         ]
@@ -461,10 +479,11 @@ class Bridge:
             ("cseq", "1 INVITE"),
             ("contact", self._contact(transport)),
             ("allow", _ALLOW),
-            *_copied(caller.headers, _INVITE_COPIED),
+            *_copied(caller.headers, _INVITE_COPIED if not self.answered else _NO_BODY),
             *target.headers,
         ]
-        return Request("INVITE", target.uri, Headers(items), caller.body)
+        # An answered caller's offer is spent: the leg offers, the caller answers (flow I).
+        return Request("INVITE", target.uri, Headers(items), b"" if self.answered else caller.body)
 
     def _in_dialog(self, dialog: Dialog, method: str, peer: Peer) -> Request:
         local = self.local
@@ -548,6 +567,12 @@ class Bridge:
 
     def _win(self, leg: _Leg, response: Response) -> list[Action]:
         assert leg.dialog is not None
+        if self.answered and not response.body:  # a 2xx to an offer-less INVITE must offer
+            leg.status = 488
+            actions = self._clear(leg)
+            if all(other.state in (DONE, CLEARING) for other in self.legs):
+                actions += self._give_up("no offer in the answer")
+            return actions
         self.state = UP
         self.winner = leg
         leg.state = WINNER
@@ -574,10 +599,12 @@ class Bridge:
         return actions
 
     def _move(self, leg: _Leg, response: Response) -> list[Action]:
-        """The winner answered an answered caller: ACK it, re-INVITE the caller with its SDP."""
+        """The winner answered an answered caller with an offer: re-INVITE the caller with
+        it; the winner's ACK waits for the caller's answer (:meth:`_moved_response`)."""
         assert leg.dialog is not None
         peer = self.caller_peer
-        leg.ack = self._in_dialog(leg.dialog, "ACK", leg.target.peer)
+        self._moved_offer = response.body
+        self._deferred[CALLER] = _Deferred(CALLEE)
         reinvite = self._in_dialog(self.caller_dialog, "INVITE", peer)
         reinvite.headers.set("contact", self._contact(peer.transport))
         reinvite.headers.add("allow", _ALLOW)
@@ -586,7 +613,6 @@ class Bridge:
         reinvite.body = response.body
         actions: list[Action] = [
             CancelTimer(RING_TIMER),
-            SendAck(leg.ack, leg.target.peer),
             Track(self.caller_dialog, CALLER),
             Track(leg.dialog, CALLEE),
             Send(reinvite, peer, Ref("moved", 0)),
@@ -599,16 +625,27 @@ class Bridge:
 
     def _moved_response(self, event: Responded) -> list[Action]:
         """The caller's answer to the re-INVITE that moved it: ACK a 2xx (again on a
-        retransmission); a refusal ends both sides."""
+        retransmission) and pass its answer on in the winner's ACK; a refusal (or a 2xx
+        without an answer) declines the winner's offer in its ACK and ends both sides."""
         response = event.response
         if response is not None and response.status < 200:
             return []
-        if response is None or response.status >= 300:
-            return self._end({CALLER, CALLEE}) if self.state == UP else []
-        if self._moved_ack is None:
+        ok = response is not None and response.status < 300
+        actions: list[Action] = []
+        if ok and response is not None and self._moved_ack is None:
             self._receive_response(CALLER, response)
             self._moved_ack = self._in_dialog(self.caller_dialog, "ACK", self.caller_peer)
-        return [SendAck(self._moved_ack, self.caller_peer)]
+        if self._moved_ack is not None:
+            actions.append(SendAck(self._moved_ack, self.caller_peer))
+        deferred = self._deferred.pop(CALLER, None) if self.state == UP else None
+        if deferred is None:
+            return actions
+        if ok and response is not None and response.body:
+            content_type = response.headers.get("content-type")
+            return actions + self._flush_ack(deferred, content_type, response.body)
+        declined = declining_answer(self._moved_offer)
+        actions += self._flush_ack(deferred, "application/sdp", declined)
+        return actions + self._end({CALLER, CALLEE})
 
     def _leg_failed(self, leg: _Leg, status: int) -> list[Action]:
         if leg.state in (DONE, WINNER):

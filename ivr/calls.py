@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -37,9 +37,11 @@ from ivr.call_records import RecordIds
 from ivr.config import Config, User
 from ivr.directory import Directory
 from ivr.directory_service import DirectoryService
+from ivr.dtmf.merge import DigitMerger
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.media_calls import FeatureCall, open_media
+from ivr.metrics import CallCounters
 from ivr.profile_service import ProfileService
 from ivr.queue_calls import QueueCall, QueueService
 from ivr.registration import RegistrationService
@@ -76,6 +78,11 @@ class CallServices:
     registrar: Registrar | None = None
     store: Any = None  # where voicemail goes (ivr.voicemail.VoicemailSink)
     directory_service: DirectoryService | None = None  # commits phone-made directory changes
+    counters: CallCounters = field(default_factory=CallCounters)  # for /metrics
+
+    def digit_merger(self) -> DigitMerger:
+        """A call's merger of DTMF sources, counting the presses it passes."""
+        return DigitMerger(on_press=lambda event: self.counters.digit(event.source))
 
     @property
     def config(self) -> Config:

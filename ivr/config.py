@@ -3,7 +3,9 @@
 Any invalid value, missing required key or unknown key raises :class:`ConfigError`,
 whose message is one line: ``config/ivr.toml: sip.port: must be an integer 1-65535,
 got 'abc'``. Users, devices and profiles are the routing model's own classes
-(``ivr.routing.model``); the feature-code table is compiled once here.
+(``ivr.routing.model``); the feature-code table is compiled once here. The parsers of
+one directory object (``parse_user`` ..., for the HTTP API) name every invalid key at
+once: :class:`ConfigErrors`, whose message is still its first error's one line.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ class ConfigError(ValueError):
         self.key = key
         self.reason = " ".join(reason.split())
         super().__init__(f"{self.file}: {key}: {self.reason}")
+
+
+class ConfigErrors(ConfigError):
+    """Several invalid keys of one object at once (``errors``, in reading order); file,
+    key, reason and the one-line message are the first error's."""
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        super().__init__(first.file, first.key, first.reason)
 
 
 def _show(value: object) -> str:
@@ -296,15 +308,52 @@ def load_config(path: Path) -> Config:
 # --- reading TOML tables -----------------------------------------------------------
 
 
-class _Table:
-    """One TOML table being read; getters record the keys used so leftovers are errors."""
+class _Bad:
+    """Stands in for the value of a key that failed while errors are being collected."""
 
-    def __init__(self, file: Path, path: str, data: object) -> None:
-        self.file, self.path = file, path
-        if not isinstance(data, dict):
-            raise ConfigError(file, path, f"must be a table, got {_show(data)}")
-        self.data: dict[str, object] = data
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_BAD: Any = _Bad()
+
+
+def _ok(*values: object) -> bool:
+    """True when no value (nor an item of a tuple, list or set value) is a failed key's."""
+    for value in values:
+        if value is _BAD:
+            return False
+        if isinstance(value, tuple | list | set | frozenset) and any(v is _BAD for v in value):
+            return False
+    return True
+
+
+class _Table:
+    """One TOML table being read; getters record the keys used so leftovers are errors.
+
+    With ``errors`` (shared by the nested tables read from this one) a failing getter
+    records its :class:`ConfigError` there and returns the stand-in ``_BAD`` instead of
+    raising, :meth:`build` skips objects fed a ``_BAD``, and a table that is missing or
+    not a table reads as empty without further errors; without it the first error
+    raises."""
+
+    def __init__(
+        self, file: Path, path: str, data: object, errors: list[ConfigError] | None = None
+    ) -> None:
+        self.file, self.path, self.errors = file, path, errors
         self.used: set[str] = set()
+        self.dead = not isinstance(data, dict)
+        if self.dead and data is not _BAD:
+            self._record(ConfigError(file, path, f"must be a table, got {_show(data)}"))
+        self.data: dict[str, object] = data if isinstance(data, dict) else {}
+
+    def _record(self, error: ConfigError) -> Any:
+        if self.errors is None:
+            raise error
+        self.errors.append(error)
+        return _BAD
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -312,93 +361,144 @@ class _Table:
     def error(self, name: str, reason: str) -> ConfigError:
         return ConfigError(self.file, self.key(name), reason)
 
+    def fail(self, name: str, reason: str) -> Any:
+        """Key ``name`` is invalid: raise, or (collecting) record it and return ``_BAD``
+        (a failed key counts as read: it is not reported again as unknown)."""
+        if name in self.data:
+            self.used.add(name)
+        return self._record(self.error(name, reason))
+
     def has(self, name: str) -> bool:
         return name in self.data
 
+    def ignore(self, *names: str) -> None:
+        """Mark keys as read without reading them (their meaning hangs on a failed key)."""
+        self.used.update(names)
+
     def raw(self, name: str, default: object = _MISSING) -> object:
         self.used.add(name)
+        if self.dead:
+            return _BAD
         if name in self.data:
             return self.data[name]
         if default is _MISSING:
-            raise self.error(name, "is required")
+            return self.fail(name, "is required")
         return default
 
     def text(self, name: str, default: object = _MISSING, choices: tuple[str, ...] = ()) -> Any:
         value = self.raw(name, default)
+        if value is _BAD:
+            return _BAD
         if value is None and default is None:
             return None
         if choices and value not in choices:
             options = ", ".join(repr(c) for c in choices)
-            raise self.error(name, f"must be one of {options}, got {_show(value)}")
+            return self.fail(name, f"must be one of {options}, got {_show(value)}")
         if not isinstance(value, str):
-            raise self.error(name, f"must be a string, got {_show(value)}")
+            return self.fail(name, f"must be a string, got {_show(value)}")
         return value
 
     def integer(self, name: str, default: object, lo: int, hi: int) -> int:
         value = self.raw(name, default)
+        if value is _BAD:
+            return _BAD
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self.error(name, f"must be an integer {lo}-{hi}, got {_show(value)}")
+            return self.fail(name, f"must be an integer {lo}-{hi}, got {_show(value)}")
         return value
 
     def number(self, name: str, default: object, lo: float, hi: float) -> float:
         value = self.raw(name, default)
+        if value is _BAD:
+            return _BAD
         if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-            raise self.error(name, f"must be a number {lo:g}-{hi:g}, got {_show(value)}")
+            return self.fail(name, f"must be a number {lo:g}-{hi:g}, got {_show(value)}")
         return float(value)
 
     def flag(self, name: str, default: object = False) -> bool:
         value = self.raw(name, default)
+        if value is _BAD:
+            return _BAD
         if not isinstance(value, bool):
-            raise self.error(name, f"must be true or false, got {_show(value)}")
+            return self.fail(name, f"must be true or false, got {_show(value)}")
         return value
 
     def texts(
         self, name: str, default: object = _MISSING, choices: tuple[str, ...] = ()
     ) -> list[str]:
         value = self.raw(name, default)
+        if value is _BAD:
+            return _BAD
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise self.error(name, f"must be a list of strings, got {_show(value)}")
+            return self.fail(name, f"must be a list of strings, got {_show(value)}")
+        bad = False
         for i, item in enumerate(value):
             if not isinstance(item, str) or (choices and item not in choices):
                 want = f"one of {', '.join(repr(c) for c in choices)}" if choices else "a string"
-                raise self.error(f"{name}[{i}]", f"must be {want}, got {_show(item)}")
+                self.fail(f"{name}[{i}]", f"must be {want}, got {_show(item)}")
+                bad = True
+        if bad:
+            return _BAD
         if len(set(value)) != len(value):
-            raise self.error(name, "has repeated entries")
+            return self.fail(name, "has repeated entries")
         return list(value)
 
     def table(self, name: str, required: bool = False) -> _Table:
-        return _Table(self.file, self.key(name), self.raw(name, _MISSING if required else {}))
+        value = self.raw(name, _MISSING if required else {})
+        return _Table(self.file, self.key(name), value, self.errors)
 
     def tables(self, name: str, required: bool = False) -> Iterator[_Table]:
         value = self.raw(name, _MISSING if required else [])
+        if value is _BAD:
+            return
         if not isinstance(value, list):
-            raise self.error(name, f"must be an array of tables, got {_show(value)}")
+            self.fail(name, f"must be an array of tables, got {_show(value)}")
+            return
         for i, item in enumerate(value):
-            yield _Table(self.file, f"{self.key(name)}[{i}]", item)
+            yield _Table(self.file, f"{self.key(name)}[{i}]", item, self.errors)
 
     def convert(self, name: str, value: T, fn: Callable[[T], Any]) -> Any:
         """Apply ``fn`` to a value read from ``name``; a ValueError names that key."""
+        if value is _BAD:
+            return _BAD
         try:
             return fn(value)
         except ValueError as exc:
-            raise self.error(name, str(exc)) from exc
+            if self.errors is None:
+                raise self.error(name, str(exc)) from exc
+            return self.fail(name, str(exc))
 
     def build(self, cls: Callable[..., T], **kwargs: object) -> T:
-        """Construct a self-validating object; its ValueError names this table."""
+        """Construct a self-validating object; its ValueError names this table. When a
+        value stands in for a failed key the object is not made (no derived error)."""
+        if not _ok(*kwargs.values()):
+            return _BAD  # type: ignore[no-any-return]
         try:
             return cls(**kwargs)
         except ValueError as exc:
-            raise ConfigError(self.file, self.path or "(top)", str(exc)) from exc
+            error = ConfigError(self.file, self.path or "(top)", str(exc))
+            if self.errors is None:
+                raise error from exc
+            return self._record(error)  # type: ignore[no-any-return]
 
     def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            name = unknown[0]
+        if self.dead:
+            return
+        for name in sorted(set(self.data) - self.used):
             close = difflib.get_close_matches(name, sorted(self.used), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise self.error(name, f"unknown key{hint}")
+            self.fail(name, f"unknown key{hint}")
+
+
+def _collecting(file: str, data: object, read: Callable[[_Table], T]) -> T:
+    """``read`` the table ``data`` collecting every error; raise them as one
+    :class:`ConfigErrors`."""
+    errors: list[ConfigError] = []
+    found = read(_Table(Path(file), "", data, errors))
+    if errors:
+        raise ConfigErrors(errors)
+    return found
 
 
 # --- sections -----------------------------------------------------------------------
@@ -562,42 +662,53 @@ def _target(text: str, plan: NumberPlan, mobile: bool = True) -> str:
         raise ValueError(f"must be {extra}an extension or a phone number, got {text!r}") from None
 
 
+def _tuple(value: Any) -> Any:
+    """``tuple(value)``, keeping the stand-in for a failed key."""
+    return _BAD if value is _BAD else tuple(value)
+
+
 def _then(t: _Table, plan: NumberPlan, targets: list[tuple[str, str]]) -> Then:
     steps = t.texts("then", ["voicemail"])
+    if steps is _BAD:
+        return _BAD
     redirect = bool(steps) and steps[0] == "redirect"
     rest = steps[1:] if redirect else steps
     if len(rest) != 1:
-        raise t.error("then", 'must be one action, or "redirect" and one action')
+        return t.fail("then", 'must be one action, or "redirect" and one action')
     action, _, target = rest[0].partition(":")
     if action not in TERMINALS:
         options = ", ".join(repr(a) for a in (*TERMINALS, "redirect"))
-        raise t.error("then", f"unknown action {rest[0]!r}; one of {options}")
+        return t.fail("then", f"unknown action {rest[0]!r}; one of {options}")
     if (action == "forward") != bool(target):
-        raise t.error("then", f"use 'forward:<number or extension>', got {rest[0]!r}")
+        return t.fail("then", f"use 'forward:<number or extension>', got {rest[0]!r}")
     if target:
         target = t.convert("then", target, lambda x: _target(x, plan))
+        if target is _BAD:
+            return _BAD
         targets.append((t.key("then"), target))
     return Then(redirect=redirect, action=action, target=target or None)
 
 
 def _exception(t: _Table, plan: NumberPlan, targets: list[tuple[str, str]]) -> ExceptionRule:
     dialled = t.text("dialled", None, DIALLED_KINDS)
-    callers: list[str] = []
-    for i, c in enumerate(t.texts("caller", [])):
+    given = t.texts("caller", [])
+    callers = _BAD if given is _BAD else []
+    for i, c in enumerate([] if given is _BAD else given):
         callers.append(
             c if c == "vip" else t.convert(f"caller[{i}]", c, lambda x: _target(x, plan, False))
         )
-    if (dialled is None) == (not callers):
-        raise t.error("dialled", "an exception needs exactly one of 'dialled' or 'caller'")
-    ring = tuple(t.texts("ring", [], DEVICE_KINDS))
+    if _ok(dialled, callers) and (dialled is None) == (not callers):
+        dialled = t.fail("dialled", "an exception needs exactly one of 'dialled' or 'caller'")
+    ring = _tuple(t.texts("ring", [], DEVICE_KINDS))
     forward = t.text("forward", None)
-    if bool(ring) == (forward is not None):
-        raise t.error("ring", "an exception needs exactly one of 'ring' or 'forward'")
+    if _ok(ring, forward) and bool(ring) == (forward is not None):
+        ring = t.fail("ring", "an exception needs exactly one of 'ring' or 'forward'")
     if forward is not None:
         forward = t.convert("forward", forward, lambda x: _target(x, plan))
-        targets.append((t.key("forward"), forward))
+        if forward is not _BAD:
+            targets.append((t.key("forward"), forward))
     rule = t.build(
-        ExceptionRule, dialled=dialled, callers=tuple(callers), ring=ring, forward=forward
+        ExceptionRule, dialled=dialled, callers=_tuple(callers), ring=ring, forward=forward
     )
     t.done()
     return rule
@@ -610,11 +721,12 @@ def _plan(
     logins = []
     for q in t.tables("queues"):
         name = q.text("queue")
-        if not name:
-            raise q.error("queue", "must not be empty")
-        queues.append((q.key("queue"), name))
+        if name == "":
+            name = q.fail("queue", "must not be empty")
+        if name is not _BAD:
+            queues.append((q.key("queue"), name))
         logins.append(
-            q.build(QueueLogin, queue=name, ring=tuple(q.texts("ring", choices=DEVICE_KINDS)))
+            q.build(QueueLogin, queue=name, ring=_tuple(q.texts("ring", choices=DEVICE_KINDS)))
         )
         q.done()
     ids = t.table("caller_id")
@@ -627,7 +739,7 @@ def _plan(
     ids.done()
     result = t.build(
         Plan,
-        ring=tuple(t.texts("ring", [], DEVICE_KINDS)),
+        ring=_tuple(t.texts("ring", [], DEVICE_KINDS)),
         ring_seconds=t.integer("ring_seconds", 25, 1, 600),
         then=_then(t, plan, targets),
         direct=t.flag("direct"),
@@ -644,8 +756,15 @@ def _plan(
 
 def _ident(t: _Table, name: str, default: object = _MISSING) -> str:
     value = t.text(name, default)
-    if _IDENT.fullmatch(value) is None:
-        raise t.error(name, f"must be 1-32 of a-z 0-9 _ - (starting a-z or 0-9), got {value!r}")
+    if value is not _BAD and _IDENT.fullmatch(value) is None:
+        return t.fail(name, f"must be 1-32 of a-z 0-9 _ - (starting a-z or 0-9), got {value!r}")
+    return value
+
+
+def _nonempty(t: _Table, name: str) -> str:
+    value = t.text(name)
+    if isinstance(value, str) and not value.strip():
+        return t.fail(name, "must not be empty")
     return value
 
 
@@ -661,12 +780,13 @@ def _profile(
     returns = t.text("return", "none", RETURN_KINDS)
     return_at = None
     if t.has("return_at"):
-        if returns not in ("date", "next_workday"):
-            raise t.error("return_at", "is only for return = 'date' or 'next_workday'")
-        return_at = t.convert("return_at", t.raw("return_at"), _clock)
+        if returns is not _BAD and returns not in ("date", "next_workday"):
+            return_at = t.fail("return_at", "is only for return = 'date' or 'next_workday'")
+        else:
+            return_at = t.convert("return_at", t.raw("return_at"), _clock)
     colour = t.text("colour")
-    if re.fullmatch(r"#[0-9a-fA-F]{6}", colour) is None:
-        raise t.error("colour", f"must be #RRGGBB, got {_show(colour)}")
+    if colour is not _BAD and re.fullmatch(r"#[0-9a-fA-F]{6}", colour) is None:
+        colour = t.fail("colour", f"must be #RRGGBB, got {_show(colour)}")
     profile = t.build(
         Profile,
         id=_ident(t, "id"),
@@ -688,24 +808,27 @@ def _profile(
 
 def _schedule(t: _Table, index: int, profiles: Mapping[str, Profile]) -> Schedule:
     profile = t.text("profile")
-    if profile not in profiles:
-        raise t.error("profile", f"no profile {profile!r}; one of {', '.join(profiles)}")
+    if profile is not _BAD and profile not in profiles:
+        profile = t.fail("profile", f"no profile {profile!r}; one of {', '.join(profiles)}")
     weekly = any(t.has(k) for k in ("days", "start", "end"))
     dated = any(t.has(k) for k in ("from", "to"))
+    when: Any
     if weekly == dated:
-        raise t.error("days", "a schedule has either days/start/end or from/to")
-    when: WeeklySlot | DateRange
-    if weekly:
-        days = frozenset(_DAYS.index(d) for d in t.texts("days", choices=_DAYS))
+        when = t.fail("days", "a schedule has either days/start/end or from/to")
+        t.ignore("days", "start", "end", "from", "to")
+    elif weekly:
+        days = t.texts("days", choices=_DAYS)
+        days = _BAD if days is _BAD else frozenset(_DAYS.index(d) for d in days)
         start = t.convert("start", t.raw("start"), _clock)
         end = t.convert("end", t.raw("end"), _clock)
         when = t.build(WeeklySlot, days=days, start=start, end=end)
     else:
         first = t.convert("from", t.raw("from"), _day)
         last = t.convert("to", t.raw("to"), _day)
-        if last < first:
-            raise t.error("to", f"must not be before from ({first})")
-        when = DateRange(first=first, last=last)
+        if _ok(first, last) and last < first:
+            when = t.fail("to", f"must not be before from ({first})")
+        else:
+            when = t.build(DateRange, first=first, last=last)
     schedule = t.build(
         Schedule,
         id=_ident(t, "id", f"s{index + 1}"),
@@ -719,30 +842,38 @@ def _schedule(t: _Table, index: int, profiles: Mapping[str, Profile]) -> Schedul
 
 def _device(t: _Table, user: _UserDraft, plan: NumberPlan) -> Device:
     kind = t.text("kind", _MISSING, DEVICE_KINDS)
-    device_id = _ident(t, "id", f"{user.extension}-{kind}")
-    if kind == "mobile":
+    named = f"{user.extension}-{kind}" if _ok(user.extension, kind) else _BAD
+    device_id = _ident(t, "id", named)
+    if kind is _BAD:  # which keys belong depends on the kind
+        t.ignore("username", "password", "number", "auth_algorithms")
+        device = _BAD
+    elif kind == "mobile":
         for name in ("username", "password"):
             if t.has(name):
-                raise t.error(name, "a mobile device has no SIP account")
+                t.fail(name, "a mobile device has no SIP account")
         number = t.text("number", None)
         number = user.mobile if number is None else t.convert("number", number, plan.normalise)
         if number is None:
-            raise t.error("number", "is required (the user has no mobile number)")
+            number = t.fail("number", "is required (the user has no mobile number)")
         device = t.build(Device, id=device_id, kind=kind, number=number)
     else:
         if t.has("number"):
-            raise t.error("number", f"a {kind} device has no number")
+            t.fail("number", f"a {kind} device has no number")
         username = t.text("username")
-        if re.fullmatch(r"[A-Za-z0-9._~+-]{1,64}", username) is None:
-            raise t.error("username", "must be 1-64 of A-Z a-z 0-9 . _ ~ + -")
+        if username is not _BAD and re.fullmatch(r"[A-Za-z0-9._~+-]{1,64}", username) is None:
+            username = t.fail("username", "must be 1-64 of A-Z a-z 0-9 . _ ~ + -")
         password = t.text("password")
-        if len(password) < 8:
-            raise t.error("password", "must be at least 8 characters")
+        if password is not _BAD and len(password) < 8:
+            password = t.fail("password", "must be at least 8 characters")
         algorithms = None
         if t.has("auth_algorithms"):
-            algorithms = tuple(t.texts("auth_algorithms", [], AUTH_ALGORITHMS))
-            if not algorithms or len(set(algorithms)) != len(algorithms):
-                raise t.error("auth_algorithms", "must list 'SHA-256' and/or 'MD5', each once")
+            algorithms = _tuple(t.texts("auth_algorithms", [], AUTH_ALGORITHMS))
+            if algorithms is not _BAD and (
+                not algorithms or len(set(algorithms)) != len(algorithms)
+            ):
+                algorithms = t.fail(
+                    "auth_algorithms", "must list 'SHA-256' and/or 'MD5', each once"
+                )
         device = t.build(
             Device,
             id=device_id,
@@ -767,34 +898,38 @@ def _user(t: _Table, company: Company, profiles: Mapping[str, Profile]) -> User:
     extension = (
         str(raw_ext) if isinstance(raw_ext, int) and not isinstance(raw_ext, bool) else raw_ext
     )
-    if not isinstance(extension, str) or not plan.is_extension(extension):
+    if raw_ext is not _BAD and (not isinstance(extension, str) or not plan.is_extension(extension)):
         span = f"{plan.extension_min}-{plan.extension_max}"
-        raise t.error(
+        extension = t.fail(
             "extension", f"must be {span} digits not starting with 0, got {_show(raw_ext)}"
         )
     pin = t.raw("pin")
-    if not isinstance(pin, str) or re.fullmatch(r"[0-9]{4,8}", pin) is None:
-        raise t.error("pin", f"must be a quoted string of 4-8 digits, got {_show(pin)}")
+    if pin is not _BAD and (not isinstance(pin, str) or re.fullmatch(r"[0-9]{4,8}", pin) is None):
+        pin = t.fail("pin", f"must be a quoted string of 4-8 digits, got {_show(pin)}")
     mobile, did = (t.text(k, None) for k in ("mobile", "did"))
     mobile = None if mobile is None else t.convert("mobile", mobile, plan.normalise)
     did = None if did is None else t.convert("did", did, plan.normalise)
     draft = _UserDraft(extension=extension, mobile=mobile)
-    vip = [
-        t.convert(f"vip[{i}]", v, lambda x: _target(x, plan, False))
-        for i, v in enumerate(t.texts("vip", []))
-    ]
+    vips = t.texts("vip", [])
+    vip = (
+        _BAD
+        if vips is _BAD
+        else [
+            t.convert(f"vip[{i}]", v, lambda x: _target(x, plan, False)) for i, v in enumerate(vips)
+        ]
+    )
     user = t.build(
         User,
         extension=extension,
-        name=t.text("name"),
+        name=_nonempty(t, "name"),
         language=t.text("language", company.language, LANGUAGES),
         pin=pin,
         mobile=mobile,
         did=did,
         admin=t.flag("admin"),
         devices=tuple(_device(d, draft, plan) for d in t.tables("devices")),
-        queues=tuple(t.texts("queues", [])),
-        vip=tuple(vip),
+        queues=_tuple(t.texts("queues", [])),
+        vip=_tuple(vip),
         schedules=tuple(_schedule(s, i, profiles) for i, s in enumerate(t.tables("schedules"))),
     )
     t.done()
@@ -1003,22 +1138,22 @@ def _store(t: _Table, cwd: Path) -> StoreConfig:
 
 
 def parse_user(data: object, company: Company, profiles: Iterable[Profile], file: str) -> User:
-    """A user (with devices and schedules) from the same shape as a ``[[users]]`` table;
-    errors are :class:`ConfigError` naming ``file`` (e.g. the API path) and the key.
-    Cross-object checks (unique numbers, ...) are the caller's."""
+    """A user (with devices and schedules) from the same shape as a ``[[users]]`` table.
+    Every invalid key is named at once: :class:`ConfigErrors` naming ``file`` (e.g. the
+    API path) and each key. Cross-object checks (unique numbers, ...) are the caller's."""
     by_id = {p.id: p for p in profiles}
-    return _user(_Table(Path(file), "", data), company, by_id)
+    return _collecting(file, data, lambda t: _user(t, company, by_id))
 
 
 def parse_device(data: object, user: User, company: Company, file: str) -> Device:
     """One device of ``user`` from the shape of a ``[[users.devices]]`` table."""
     draft = _UserDraft(extension=user.extension, mobile=user.mobile)
-    return _device(_Table(Path(file), "", data), draft, company.numbers)
+    return _collecting(file, data, lambda t: _device(t, draft, company.numbers))
 
 
 def parse_profile(data: object, company: Company, file: str) -> Profile:
     """A profile from the shape of a ``[[profiles]]`` table (targets not cross-checked)."""
-    return _profile(_Table(Path(file), "", data), company.numbers, [], [])
+    return _collecting(file, data, lambda t: _profile(t, company.numbers, [], []))
 
 
 def parse_schedule(
@@ -1026,4 +1161,4 @@ def parse_schedule(
 ) -> Schedule:
     """A schedule from the shape of a ``[[users.schedules]]`` table."""
     by_id = {p.id: p for p in profiles}
-    return _schedule(_Table(Path(file), "", data), index, by_id)
+    return _collecting(file, data, lambda t: _schedule(t, index, by_id))

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -34,7 +36,6 @@ from ivr.confirm import confirmation
 from ivr.dtmf.events import DigitEvent
 from ivr.dtmf.info import CONTENT_TYPES as INFO_CONTENT_TYPES
 from ivr.dtmf.info import InfoBodyError, parse_info
-from ivr.dtmf.merge import DigitMerger
 from ivr.flows import CancelTimer as FlowCancelTimer
 from ivr.flows import Execute, FlowRunner, Hangup, Play, ProfileMenu, StopPrompt
 from ivr.flows import StartTimer as FlowStartTimer
@@ -296,7 +297,7 @@ class FeatureCall(MediaCall):
         self.menu: FlowRunner | None = None
         self.command: FeatureCommand | None = None
         self.selfservice: SelfService | None = None  # *97, *98, *24*p#, *33*ext*PIN#...
-        self.digits = DigitMerger()
+        self.digits = manager.services.digit_merger()
         self._timers: dict[str, Any] = {}
 
     def execute(self, dialled: str) -> None:
@@ -444,6 +445,19 @@ class FeatureCall(MediaCall):
 
 
 MOVE_RING_SECONDS = 25.0  # how long key 0 / key 1 ring the operator or the mobile
+RINGBACK_HZ = 425.0  # the European ringing tone (ETSI TR 101 041): 425 Hz,
+RINGBACK_ON, RINGBACK_OFF = 1.0, 4.0  # 1 s on, 4 s off
+RINGBACK_LEVEL = 0.2  # of full scale (about -17 dBm0)
+
+
+@cache
+def ringback_cadence(codec: str) -> bytes:
+    """One cadence of ringing tone (tone, then silence), G.711-encoded for ``codec``."""
+    rate = 8000
+    t = np.arange(int(RINGBACK_ON * rate)) / rate
+    tone = RINGBACK_LEVEL * 32767 * np.sin(2 * np.pi * RINGBACK_HZ * t)
+    pcm = np.concatenate([tone, np.zeros(int(RINGBACK_OFF * rate))]).astype(np.int16)
+    return g711.encode(codec, pcm)
 
 
 class Announcement(MediaCall):
@@ -453,8 +467,9 @@ class Announcement(MediaCall):
     user), 1 (the user's mobile through the trunk, when the profile offers it), 2 or #
     (voicemail at once); the redirect stops at the key. Whoever answers gets the caller
     (a :class:`~ivr.b2bua.Bridge` from our answered dialog, run by a ``BridgeRunner``);
-    no answer goes on to voicemail. ``caller_from``/``public_from``: the caller as our
-    devices and as the public network see it.
+    no answer goes on to voicemail; the caller hears a ringing tone meanwhile.
+    ``caller_from``/``public_from`` (with ``public_headers``: P-Asserted-Identity,
+    Privacy): the caller as our devices and as the public network see it.
     """
 
     def __init__(
@@ -469,6 +484,7 @@ class Announcement(MediaCall):
         dialled: str,
         caller_from: str | None = None,
         public_from: str | None = None,
+        public_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         super().__init__(manager, invite, user.language, media)
         self.decision = decision
@@ -477,9 +493,10 @@ class Announcement(MediaCall):
         self.dialled = dialled
         self.caller_from = caller_from
         self.public_from = public_from
+        self.public_headers = public_headers
         self.redirecting = False
         self.session: VoicemailSession | None = None
-        self.digits = DigitMerger()
+        self.digits = manager.services.digit_merger()
         self.moving: BridgeRunner | None = None
         self._after_move: Callable[[], None] = self._resume
         self._recorded: Deferred[greetings.Recorded] | None = None
@@ -602,6 +619,7 @@ class Announcement(MediaCall):
             clock=services.reactor,
             announce=announce,
             recorded_name=name if announce else None,
+            digits=services.digit_merger(),
         )
         self.session = session
         session.start()
@@ -663,12 +681,13 @@ class Announcement(MediaCall):
             return
         domain = config.sip.domain
         on_behalf = self.user.did or config.company.main_number
+        divert = diversion_headers(trunk, on_behalf, domain, reason, number)
         leg = trunk_target(
             trunk,
             number,
             "trunk",
             from_value=self.public_from,
-            headers=diversion_headers(trunk, on_behalf, domain, reason, number),
+            headers=self.public_headers + divert,
         )
         self._move([leg], MOVE_RING_SECONDS, number)
 
@@ -738,7 +757,16 @@ class Announcement(MediaCall):
         runner = BridgeRunner(self, bridge)
         runner.on_finished = self._moved_done
         self.moving = runner
+        self._ringback()
         runner.perform(bridge.start())
+
+    def _ringback(self) -> None:
+        """The ringing tone on the caller's stream while the new leg rings, cadence after
+        cadence; it stops when the leg answers (the stream closes) or fails."""
+        if self.moving is None or self.state != "playing" or self.stream.closed:
+            return
+        codec = self.stream.codec or "PCMU"
+        self.stream.play(Player([ringback_cadence(codec)], codec=codec), self._ringback)
 
     # -- from the bridge (BridgeRunner's owner) ------------------------------------------
 
@@ -757,6 +785,7 @@ class Announcement(MediaCall):
             return
         log.info("nobody took the caller ({reason})", reason=result.reason)
         self.moving = None
+        self.stream.stop()  # the ringing tone
         self._after_move()
 
     def _moved_done(self) -> None:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ivr.b2bua import Bridge, CallerCancelled, Local, NotReached, RespondCaller, Target
-from ivr.call_records import CallRecordBuilder, new_record_id
+from ivr.b2bua import Bridge, Local, NotReached, Target
+from ivr.call_records import CallRecordBuilder
 from ivr.config import User
 from ivr.routing import decide as routing
 from ivr.routing.commands import CommandResult
@@ -46,7 +46,14 @@ from ivr.routing.state import AuditEntry, UserState, Via
 from ivr.sip.core import ServerRequest
 from ivr.sip.dialog import DialogError
 from ivr.store.errors import ConflictError
-from ivr.user_calls import BridgeRunner, UserCall, save_record
+from ivr.user_calls import (
+    BridgeRunner,
+    RingingCall,
+    UserCall,
+    caller_device_kind,
+    mobile_targets,
+    public_identity,
+)
 
 if TYPE_CHECKING:
     from ivr.calls import CallManager
@@ -199,7 +206,7 @@ class QueueService:
         return None
 
 
-class QueueCall:
+class QueueCall(RingingCall):
     """A call to a queue: ring the available members' devices at once, first answer
     wins; else the queue's fallback. Implements what :class:`BridgeRunner` calls back.
 
@@ -215,24 +222,22 @@ class QueueCall:
         max_forwards: int,
         queue: Queue,
     ) -> None:
-        self.manager = manager
-        self.invite = invite
         self.caller = caller
-        self.max_forwards = max_forwards
         self.queue = queue
-        self.state = "routing"
-        self.runner: BridgeRunner | None = None
-        self.then: routing.Decision | None = None
-        manager.pending[id(invite)] = self
-        services = manager.services
-        self.record = CallRecordBuilder(
-            id=new_record_id(services.rng),
+        self._members: list[User] = []  # the candidates, while their devices ring
+        self._public: tuple[str, tuple[tuple[str, str], ...]] | None = None  # for mobiles
+        record = CallRecordBuilder(
+            id=manager.record_ids(),
             kind="queue",
             caller=caller.extension,
             caller_user=caller.extension,
             dialled=queue.number,
-            started_at=services.now(),
+            started_at=manager.services.now(),
         )
+        super().__init__(manager, invite, max_forwards, record)
+
+    def describe(self) -> str:
+        return f"queue {self.queue.id} call from {self.caller.extension}"
 
     def start(self, queues: QueueService) -> None:
         """Read the members' state, then ring (or fall back at once)."""
@@ -259,9 +264,43 @@ class QueueCall:
             trace=decision.explain(),
         )
         if isinstance(decision, routing.Ring):
-            self._ring(decision)
+            self._members = [c.user for c in candidates]
+            self._ring_with_mobiles(decision)
         else:
             self._fallback(decision)
+
+    def _ring_with_mobiles(self, decision: routing.Ring) -> None:
+        """Members' mobiles ring through the trunk and show the caller's caller-ID (from
+        their active profile): read it first when a mobile is to ring."""
+        services = self.manager.services
+        mobiles = [d for d in decision.devices if d.kind == "mobile" and d.number]
+        if not mobiles or services.config.trunk is None:
+            self._ring(decision)
+            return
+        caller = self.caller
+
+        def loaded(state: Any) -> None:
+            if self.state != "routing":
+                return
+            config = services.config
+            kind = caller_device_kind(self.invite.request, caller, config)
+            _, from_value, headers = public_identity(caller, kind, state, services.now(), config)
+            self._public = (from_value, headers)
+            self._ring(decision)
+
+        services.profiles.store.get_state(caller.extension).addCallbacks(loaded, self._failed)
+
+    def _mobile_targets(self, decision: routing.Ring) -> list[Target]:
+        """A leg through the trunk to each ringing member's mobile (MEX)."""
+        config = self.manager.services.config
+        trunk, public = config.trunk, self._public
+        if trunk is None or public is None:
+            return []
+        found: list[Target] = []
+        for member in self._members:
+            mine = [d for d in member.devices if d.kind == "mobile" and d in decision.devices]
+            found += mobile_targets(trunk, mine, member, config, public)
+        return found
 
     def _failed(self, failure: Any) -> None:
         log.failure("queue call to {queue} failed", failure, queue=self.queue.id)
@@ -269,6 +308,7 @@ class QueueCall:
 
     def _ring(self, decision: routing.Ring) -> None:
         targets: list[Target] = self.manager.targets(decision.devices)
+        targets += self._mobile_targets(decision)
         if not targets:
             log.info("no registered member device: {then}", then=decision.then.explain())
             self._fallback(decision.then)
@@ -325,31 +365,6 @@ class QueueCall:
 
     # -- from the bridge -----------------------------------------------------------------
 
-    def respond(self, action: RespondCaller) -> None:
-        invite = self.invite
-        if invite.responded or self.state != "ringing":
-            return
-        invite.respond(
-            action.status,
-            action.reason,
-            to_tag=invite.to_tag,
-            headers=action.headers,
-            body=action.body,
-        )
-
-    def answered(self, runner: BridgeRunner, target: Target) -> None:
-        log.info(
-            "queue {queue} call from {caller} answered on {device}",
-            queue=self.queue.id,
-            caller=self.caller.extension,
-            device=target.device,
-        )
-        legs = runner.bridge.legs
-        index = next((i for i, leg in enumerate(legs) if leg.target is target), 0)
-        self.record.answered(runner.leg_base + index, self.manager.services.now())
-        self.state = "bridged"
-        self.manager.forget(self.invite, self)
-
     def not_reached(self, runner: BridgeRunner, result: NotReached) -> None:
         if runner is not self.runner or self.state != "ringing" or self.then is None:
             return
@@ -363,42 +378,3 @@ class QueueCall:
             then=self.then.explain(),
         )
         self._fallback(self.then)
-
-    # -- the end -----------------------------------------------------------------------
-
-    def cancelled(self) -> None:
-        self.record.cancelled(self.manager.services.now())
-        runner = self.runner if self.state == "ringing" else None
-        self.end()
-        if runner is not None:
-            runner.feed(CallerCancelled())
-
-    def reject(self, status: int, reason: str | None = None) -> None:
-        self.record.rejected(status, reason, self.manager.services.now())
-        if not self.invite.responded:
-            self.invite.respond(status, reason)
-        self.end()
-
-    def end(self) -> None:
-        self.state = "ended"
-        self.manager.forget(self.invite, self)
-        self.record.end(self.manager.services.now())
-        self._save_record()
-
-    # -- the call record ---------------------------------------------------------------
-
-    def _runner_finished(self, runner: BridgeRunner) -> None:
-        """The bridge is over: a bridged call has ended, or the CANCELled legs settled."""
-        if runner is not self.runner:
-            return
-        if self.state == "bridged":
-            self.record.end(self.manager.services.now())
-        if self.state in ("bridged", "ended"):
-            self._save_record()
-
-    def _save_record(self) -> None:
-        runner = self.runner
-        if runner is not None and self.state == "ended" and not runner.bridge.finished:
-            return  # the CANCELled legs' answers come first (then _runner_finished)
-        services = self.manager.services
-        save_record(services.store, self.record.finish(services.now()))

@@ -41,21 +41,35 @@ from ivr.b2bua import (
     Untrack,
 )
 from ivr.call_records import CallRecord, CallRecordBuilder
-from ivr.config import User
+from ivr.config import Device, User
 from ivr.media_calls import Announcement, open_media
 from ivr.routing import decide as routing
 from ivr.routing.profiles import effective, expire
+from ivr.sip.auth import parse_authorization
 from ivr.sip.core import ServerRequest
 from ivr.sip.dialog import Dialog, DialogError, DialogId
 from ivr.sip.message import REASON_PHRASES, Request, Response
-from ivr.trunk import caller_identity, diversion_headers, divert_reason, quoted, trunk_target
+from ivr.trunk import (
+    Trunk,
+    caller_identity,
+    diversion_headers,
+    divert_reason,
+    quoted,
+    trunk_target,
+)
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ivr.calls import CallManager
+    from ivr.config import Config
 
 log = Logger(namespace="ivr.calls")
 
 TRUNK_RING_TIMEOUT = 180.0  # an outgoing call or external forward rings this long at most
+
+Headers = tuple[tuple[str, str], ...]
+Identity = tuple[str, Headers]  # the From (without tag) and identity headers of a leg
 
 
 class BridgeOwner(Protocol):
@@ -158,7 +172,104 @@ class BridgeRunner:
         self.feed(AckTimedOut(self.sides[dialog.id]))
 
 
-class UserCall:
+class RingingCall:
+    """What every call that rings devices through a :class:`BridgeRunner` shares: answer
+    the caller from the bridge, note the winning leg, end once, and write the call record
+    when the call is over and its CANCELled legs have settled.
+
+    ``state``: ``routing`` → ``ringing`` → ``bridged``, ``handed-over`` or ``ended``
+    (subclasses add their own steps). :meth:`describe` names the call in log lines."""
+
+    def __init__(
+        self,
+        manager: CallManager,
+        invite: ServerRequest,
+        max_forwards: int,
+        record: CallRecordBuilder,
+    ) -> None:
+        self.manager = manager
+        self.invite = invite
+        self.max_forwards = max_forwards
+        self.record = record
+        self.state = "routing"
+        self.runner: BridgeRunner | None = None
+        self.then: routing.Decision | None = None
+        manager.pending[id(invite)] = self
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    # -- from the bridge -----------------------------------------------------------------
+
+    def respond(self, action: RespondCaller) -> None:
+        invite = self.invite
+        if invite.responded or self.state != "ringing":
+            return
+        invite.respond(
+            action.status,
+            action.reason,
+            to_tag=invite.to_tag,
+            headers=action.headers,
+            body=action.body,
+        )
+
+    def answered(self, runner: BridgeRunner, target: Target) -> None:
+        log.info("{call} answered on {device}", call=self.describe(), device=target.device)
+        legs = runner.bridge.legs
+        index = next((i for i, leg in enumerate(legs) if leg.target is target), 0)
+        self.record.answered(runner.leg_base + index, self.manager.services.now())
+        self.state = "bridged"
+        self.manager.forget(self.invite, self)
+
+    # -- the end -----------------------------------------------------------------------
+
+    def cancelled(self) -> None:
+        self.record.cancelled(self.manager.services.now())
+        runner = self.runner if self.state == "ringing" else None
+        self.end()
+        if runner is not None:
+            runner.feed(CallerCancelled())
+
+    def reject(self, status: int, reason: str | None = None) -> None:
+        phrase = reason or REASON_PHRASES.get(status)
+        self.record.rejected(status, phrase, self.manager.services.now())
+        if not self.invite.responded:
+            self.invite.respond(status, reason)
+        self.end()
+
+    def end(self) -> None:
+        self.state = "ended"
+        self.manager.forget(self.invite, self)
+        self.record.end(self.manager.services.now())
+        self._save_record()
+
+    # -- the call record ---------------------------------------------------------------
+
+    def _runner_finished(self, runner: BridgeRunner) -> None:
+        """The bridge is over: a bridged call has ended, or the CANCELled legs settled."""
+        if runner is not self.runner:
+            return
+        if self.state == "bridged":
+            self.record.end(self.manager.services.now())
+        if self.state in ("bridged", "ended"):
+            self._save_record()
+
+    def _save_record(self) -> None:
+        """Write the record once the call is over and the ringing legs have settled."""
+        runner = self.runner
+        if runner is not None and self.state == "ended" and not runner.bridge.finished:
+            return  # the CANCELled legs' answers come first (then _runner_finished)
+        services = self.manager.services
+        record = self.record.finish(services.now())
+        if record is not None:
+            services.counters.calls.inc(outcome=record.outcome)
+        save_record(services.store, record)
+        if runner is not None and runner.bridge.finished:
+            runner.on_finished = None  # nothing is left to do: no cycle for the collector
+            self.runner = None
+
+
+class UserCall(RingingCall):
     """A call to a user: ask the routing core, then ring (B2BUA), answer for the user
     (spoken redirect, voicemail), forward to another user, or refuse (486, 480).
 
@@ -179,30 +290,30 @@ class UserCall:
         *,
         number: str | None = None,
         display: str | None = None,
+        kind: str | None = None,
     ) -> None:
-        self.manager = manager
-        self.invite = invite
         self.caller = caller
         self.number = number
         self.display = display
-        self.max_forwards = max_forwards
+        self.kind = kind  # the calling device's kind (None: read from its credentials)
+        self.public: Identity | None = None  # the caller as the public network sees it
         self.statuses: tuple[int, ...] | None = None  # the last ring's, for Diversion
-        self.state = "routing"
         self.visited: list[str] = []
         self.user: User | None = None
         self.dialled = ""
-        self.runner: BridgeRunner | None = None
-        self.then: routing.Decision | None = None
-        manager.pending[id(invite)] = self
-        services = manager.services
-        self.record = CallRecordBuilder(
+        record = CallRecordBuilder(
             id=manager.record_ids(),
             kind="user",
             caller=self.caller_id,
             caller_user=None if caller is None else caller.extension,
             dialled="",
-            started_at=services.now(),
+            started_at=manager.services.now(),
         )
+        super().__init__(manager, invite, max_forwards, record)
+
+    def describe(self) -> str:
+        user = self.user.extension if self.user else "?"
+        return f"call {self.caller_id} → {user}"
 
     @property
     def caller_id(self) -> str:
@@ -220,13 +331,57 @@ class UserCall:
         name = f"{quoted(self.display)} " if self.display else ""
         return f"{name}<sip:{self.number}@{domain}>"
 
-    def _public_from(self, domain: str) -> str:
-        """The From for a leg through the trunk: the caller's public number."""
+    def _public(self, domain: str) -> Identity:
+        """From and identity headers for a leg through the trunk: an outside caller's
+        own number; a user's caller-ID for their device kind from their active profile
+        (read by :meth:`_load_public`; until then their DID or the main number)."""
         caller = self.caller
         if caller is None:
-            return self._from_value(domain)
+            return self._from_value(domain), ()
+        if self.public is not None:
+            return self.public
         config = self.manager.services.config
-        return f"{quoted(caller.name)} <sip:{caller.did or config.company.main_number}@{domain}>"
+        number = caller.did or config.company.main_number
+        return f"{quoted(caller.name)} <sip:{number}@{domain}>", ()
+
+    def _needs_public(self, decision: routing.Decision) -> bool:
+        """Whether ``decision`` may send a user's call out through the trunk (a mobile
+        rung, an external forward, key 1 or a forward after the redirect) before the
+        caller's profile was read for their caller-ID."""
+        config = self.manager.services.config
+        if self.caller is None or self.public is not None or config.trunk is None:
+            return False
+        if isinstance(decision, routing.Ring):
+            return any(d.kind == "mobile" and d.number for d in decision.devices)
+        if isinstance(decision, routing.Forward):
+            return config.user_by_number(decision.target) is None
+        if isinstance(decision, routing.Redirect):
+            then = decision.then
+            return decision.mobile is not None or isinstance(then, routing.Forward)
+        return False
+
+    def _load_public(self, decision: routing.Decision) -> None:
+        """Read the caller's profile state for their caller-ID, then carry ``decision`` out."""
+        caller = self.caller
+        assert caller is not None
+        services = self.manager.services
+
+        def loaded(state: Any) -> None:
+            if self.state != "routing":
+                return
+            config = services.config
+            kind = self.kind or caller_device_kind(self.invite.request, caller, config)
+            _, from_value, headers = public_identity(caller, kind, state, services.now(), config)
+            self.public = (from_value, headers)
+            self.run(decision)
+
+        def failed(failure: Any) -> None:
+            log.failure("reading {user}'s caller-ID failed", failure, user=caller.extension)
+            if self.state == "routing":
+                self.public = self._public(services.config.sip.domain)
+                self.run(decision)
+
+        services.profiles.store.get_state(caller.extension).addCallbacks(loaded, failed)
 
     def route(self, user: User, dialled: str) -> None:
         """Decide for ``user`` from their profile state (read from the store)."""
@@ -270,6 +425,9 @@ class UserCall:
         """Carry out one step of the plan."""
         if self.state != "routing":
             return
+        if self._needs_public(decision):
+            self._load_public(decision)
+            return
         self.record.carried_out(decision, self.manager.services.now())
         if isinstance(decision, routing.Ring):
             self._ring(decision)
@@ -305,18 +463,7 @@ class UserCall:
             log.info("mobile of {user} not rung: no trunk configured", user=user.extension)
             return []
         domain = config.sip.domain
-        on_behalf = user.did or config.company.main_number
-        return [
-            trunk_target(
-                trunk,
-                d.number,
-                d.id,
-                from_value=self._public_from(domain),
-                headers=diversion_headers(trunk, on_behalf, domain, "follow-me", d.number),
-            )
-            for d in mobiles
-            if d.number is not None
-        ]
+        return mobile_targets(trunk, mobiles, user, config, self._public(domain))
 
     def _bridge(
         self,
@@ -390,12 +537,13 @@ class UserCall:
             target=number,
             reason=reason,
         )
+        from_value, identity = self._public(domain)
         leg = trunk_target(
             trunk,
             number,
             "trunk",
-            from_value=self._public_from(domain),
-            headers=diversion_headers(trunk, on_behalf, domain, reason, number),
+            from_value=from_value,
+            headers=identity + diversion_headers(trunk, on_behalf, domain, reason, number),
         )
         self._bridge([leg], TRUNK_RING_TIMEOUT, None, number)
 
@@ -421,18 +569,11 @@ class UserCall:
         if trunk is None:
             self.reject(503, "No trunk configured")
             return
-        now = services.now()
-        profile = effective(expire(state, now), caller.schedules, now, config.rules).profile
-        main = config.company.main_number
-        shown = routing.caller_id(caller, kind, profile, main)
-        asserted = shown or caller.did or main
-        domain = config.sip.domain
-        from_value, headers = caller_identity(shown, asserted, domain, caller.name)
+        shown, from_value, headers = public_identity(caller, kind, state, services.now(), config)
         log.info(
-            "outgoing {caller} ({kind}, {profile}) → {number} as {shown}",
+            "outgoing {caller} ({kind}) → {number} as {shown}",
             caller=caller.extension,
             kind=kind,
-            profile=profile.id,
             number=number,
             shown=shown or "anonymous",
         )
@@ -448,6 +589,7 @@ class UserCall:
         assert self.user is not None
         self.state = "handed-over"
         domain = self.manager.services.config.sip.domain
+        public_from, public_headers = self._public(domain)
         call = Announcement(
             self.manager,
             self.invite,
@@ -457,7 +599,8 @@ class UserCall:
             caller=self.caller_id,
             dialled=self.dialled,
             caller_from=self._from_value(domain),
-            public_from=self._public_from(domain),
+            public_from=public_from,
+            public_headers=public_headers,
         )
         self.manager.when_ended(self.invite, call, lambda: self._handed_over_ended(call, decision))
         call.answer()
@@ -465,31 +608,6 @@ class UserCall:
             self.record.we_answered(decision, self.manager.services.now())
 
     # -- from the bridge -----------------------------------------------------------------
-
-    def respond(self, action: RespondCaller) -> None:
-        invite = self.invite
-        if invite.responded or self.state != "ringing":
-            return
-        invite.respond(
-            action.status,
-            action.reason,
-            to_tag=invite.to_tag,
-            headers=action.headers,
-            body=action.body,
-        )
-
-    def answered(self, runner: BridgeRunner, target: Target) -> None:
-        log.info(
-            "call {caller} → {user} answered on {device}",
-            caller=self.caller_id,
-            user=self.user.extension if self.user else "?",
-            device=target.device,
-        )
-        legs = runner.bridge.legs
-        index = next((i for i, leg in enumerate(legs) if leg.target is target), 0)
-        self.record.answered(runner.leg_base + index, self.manager.services.now())
-        self.state = "bridged"
-        self.manager.forget(self.invite, self)
 
     def not_reached(self, runner: BridgeRunner, result: NotReached) -> None:
         if runner is not self.runner or self.state != "ringing":
@@ -512,28 +630,6 @@ class UserCall:
         self.state, self.runner = "routing", None
         self.run(self.then)
 
-    # -- the end -----------------------------------------------------------------------
-
-    def cancelled(self) -> None:
-        self.record.cancelled(self.manager.services.now())
-        runner = self.runner if self.state == "ringing" else None
-        self.end()
-        if runner is not None:
-            runner.feed(CallerCancelled())
-
-    def reject(self, status: int, reason: str | None = None) -> None:
-        phrase = reason or REASON_PHRASES.get(status)
-        self.record.rejected(status, phrase, self.manager.services.now())
-        if not self.invite.responded:
-            self.invite.respond(status, reason)
-        self.end()
-
-    def end(self) -> None:
-        self.state = "ended"
-        self.manager.forget(self.invite, self)
-        self.record.end(self.manager.services.now())
-        self._save_record()
-
     # -- the call record ---------------------------------------------------------------
 
     def _record_legs(
@@ -545,14 +641,6 @@ class UserCall:
         runner.record = self.record
         runner.leg_base = self.record.ringing(((t.device, t.uri) for t in targets), now)
         runner.on_finished = lambda: self._runner_finished(runner)
-
-    def _runner_finished(self, runner: BridgeRunner) -> None:
-        if runner is not self.runner:
-            return
-        if self.state == "bridged":
-            self.record.end(self.manager.services.now())
-        if self.state in ("bridged", "ended"):
-            self._save_record()
 
     def _handed_over_ended(
         self, call: Announcement, decision: routing.Redirect | routing.Voicemail
@@ -573,15 +661,51 @@ class UserCall:
         self.record.end(now)
         self._save_record()
 
-    def _save_record(self) -> None:
-        """Write the record once the call is over and the ringing legs have settled."""
-        runner = self.runner
-        if runner is not None and self.state == "ended" and not runner.bridge.finished:
-            return  # the CANCELled legs' answers come first (then _runner_finished)
-        save_record(self.manager.services.store, self.record.finish(self.manager.services.now()))
-        if runner is not None and runner.bridge.finished:
-            runner.on_finished = None  # nothing is left to do: no cycle for the collector
-            self.runner = None
+
+def public_identity(
+    caller: User, kind: str, state: Any, now: datetime, config: Config
+) -> tuple[str | None, str, Headers]:
+    """The number ``caller``'s ``kind`` device shows outside (None: hidden) under their
+    active profile, with the From and identity headers (P-Asserted-Identity, Privacy)
+    of a trunk leg carrying their call: outgoing, forwarded, or to a mobile."""
+    profile = effective(expire(state, now), caller.schedules, now, config.rules).profile
+    main = config.company.main_number
+    shown = routing.caller_id(caller, kind, profile, main)
+    asserted = shown or caller.did or main
+    from_value, headers = caller_identity(shown, asserted, config.sip.domain, caller.name)
+    return shown, from_value, headers
+
+
+def caller_device_kind(request: Request, caller: User, config: Config) -> str:
+    """The kind of ``caller``'s device that sent ``request``: the one its (verified)
+    digest credentials name; ``desk`` if none does."""
+    for value in request.headers.values("proxy-authorization"):
+        params = parse_authorization(value)
+        found = config.device_by_username(params.get("username", "")) if params else None
+        if found is not None and found[0].extension == caller.extension:
+            return found[1].kind
+    return "desk"
+
+
+def mobile_targets(
+    trunk: Trunk, devices: Sequence[Device], user: User, config: Config, identity: Identity
+) -> list[Target]:
+    """MEX legs: ``user``'s mobile ``devices`` through the trunk, showing ``identity``
+    (the caller), with Diversion naming ``user`` (follow-me)."""
+    domain = config.sip.domain
+    on_behalf = user.did or config.company.main_number
+    from_value, headers = identity
+    return [
+        trunk_target(
+            trunk,
+            d.number,
+            d.id,
+            from_value=from_value,
+            headers=headers + diversion_headers(trunk, on_behalf, domain, "follow-me", d.number),
+        )
+        for d in devices
+        if d.kind == "mobile" and d.number is not None
+    ]
 
 
 def save_record(store: Any, record: CallRecord | None) -> None:

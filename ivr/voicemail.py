@@ -138,6 +138,7 @@ class VoicemailSession:
         silence_seconds: float = 3.0,
         silence_dbfs: float = -45.0,
         min_seconds: float = 1.0,
+        digits: DigitMerger | None = None,
     ) -> None:
         if lang not in phrases.LANGS:
             raise ValueError(f"unsupported language {lang!r}")
@@ -166,7 +167,7 @@ class VoicemailSession:
         self.received_at: datetime | None = None
         self.message_id: int | None = None
         self.hung_up = False
-        self._digits = DigitMerger()
+        self._digits = digits or DigitMerger()
         self._idle: IDelayedCall | None = None
         self._cap: IDelayedCall | None = None
 

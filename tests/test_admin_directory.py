@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ivr.admin.directory_api import if_match, profile_input
+from ivr.admin.directory_api import bad_fields, if_match, profile_input, refuse
 from ivr.admin.errors import ApiError
 from ivr.admin.http import ApiRequest
 from ivr.admin.uploads import upload_bytes
 from ivr.admin.views import profile_json
-from ivr.config import load_config, parse_profile
+from ivr.config import ConfigError, load_config, parse_profile
 from ivr.prompt_import import Rejected
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,29 @@ def test_an_unknown_key_in_a_then_object_is_named() -> None:
     with pytest.raises(ApiError) as caught:
         profile_input(shown)
     assert caught.value.body()["fields"] == {"plan.then.whom": "unknown key"}
+
+
+def test_a_parse_error_is_one_422_naming_every_field() -> None:
+    shown = profile_json(CONFIG.profiles[1])
+    shown.update(colour="red", icon=5)
+    del shown["id"]
+
+    def parse() -> object:
+        return parse_profile(profile_input(dict(shown)), CONFIG.company, "/p")
+
+    found = refuse(parse, fallback={"id": "is required (a string)", "presence": "unused"})
+    assert found.status == 422 and found.body() == {
+        "error": "invalid request",
+        "fields": {
+            "id": "is required",
+            "presence": "unused",
+            "colour": "must be #RRGGBB, got 'red'",
+            "icon": "must be a string, got 5",
+        },
+    }, "the parser's reasons win over the fallback's"
+    mine = refuse(parse, known={"colour": "mine"}).body()["fields"]
+    assert mine["colour"] == "mine" and mine["icon"] == "must be a string, got 5"  # type: ignore[index]
+    assert bad_fields(ConfigError("/p", "", "must be a table")) == {"body": "must be a table"}
 
 
 def _form(boundary: str, *parts: tuple[str, bytes, bool]) -> bytes:

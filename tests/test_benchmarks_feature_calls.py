@@ -6,29 +6,11 @@ SIPp fails the test (it never skips). Only the shape of the output is checked, n
 
 from __future__ import annotations
 
-import importlib.util
 import struct
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str) -> ModuleType:
-    """benchmarks/ is not an installed package: load its modules by path."""
-    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", _BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-feature_calls = _load("feature_calls")
-rtp_receiver = _load("rtp_receiver")
+from benchmarks import feature_calls, rtp_receiver
 
 
 @pytest.mark.benchmark

@@ -7,30 +7,12 @@ size: every stream seen, the packet rate of N streams at 50 frames/s, nothing lo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str) -> ModuleType:
-    """benchmarks/ is not an installed package: load its modules by path."""
-    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", _BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-_load("rtp_receiver")
-media_engine = _load("media_engine")
+from benchmarks import media_engine
 
 _LINE = re.compile(
     r"^N +(?P<n>\d+) +(?P<pps>\d+) pkt/s +sender cpu +(?P<cpu>[\d.]+)% +"

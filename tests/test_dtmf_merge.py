@@ -6,6 +6,7 @@ import pytest
 
 from ivr.dtmf.events import DigitEvent
 from ivr.dtmf.merge import DigitMerger
+from ivr.metrics import CallCounters
 
 
 def _ev(digit: str, source: str, start: float, length: float | None = 0.1) -> DigitEvent:
@@ -83,3 +84,20 @@ def test_old_presses_are_forgotten() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError):
         DigitMerger(window=-1)
+
+
+def test_only_passed_presses_are_counted_by_source() -> None:
+    counters = CallCounters()
+    merger = DigitMerger(on_press=lambda event: counters.digit(event.source))
+    merger.feed(
+        [
+            _ev("1", "inband", 0.00),  # passes: nothing signalled yet
+            _ev("1", "rfc4733", 0.01),  # a copy of the same press: dropped
+            _ev("2", "rfc4733", 0.50),
+            _ev("2", "inband", 0.51),  # a copy
+            _ev("3", "info", 1.00),  # outranked by RFC 4733 from now on: dropped
+            _ev("4", "rfc4733", 1.50),
+        ]
+    )
+    assert counters.digits.values == {(("source", "inband"),): 1, (("source", "rfc4733"),): 2}
+    assert counters.calls.values == {}

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import socket
 import subprocess
 import sys
-import threading
 import time as clock
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,12 +22,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 import soundfile as sf
-from jsonschema import Draft202012Validator
 
-from ivr.admin.auth import new_token, token_hash
+from ivr.admin.auth import new_token
 from ivr.media import g711, phrases
 from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
+from ivr.testing.api import Client, add_token
+from ivr.testing.devices import ANNA, auth_row, dial_code
+from ivr.testing.rtp_sink import RtpSink
 from ivr.testing.service import RunningService
 from ivr.testing.sipp import Sipp
 
@@ -39,102 +37,11 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Europe/Stockholm")
-DOMAIN = "ivr.local"
+PCMA_SILENT = frozenset({0xD5, 0x55})  # what counts as idle in a PCMA payload here
 SHIPPED = REPO / "prompts"
 
 
 # --- HTTP ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Client:
-    service: RunningService
-    token: str | None = None
-    doc: dict[str, Any] = field(default_factory=dict)
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: bytes | dict[str, object] | None = None,
-        *,
-        token: str | None = "default",
-        content_type: str | None = None,
-    ) -> Answer:
-        data = json.dumps(body).encode() if isinstance(body, dict) else body
-        if isinstance(body, dict):
-            content_type = content_type or "application/json"
-        url = f"http://127.0.0.1:{self.service.http_port}{path}"
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Content-Type", content_type or "application/octet-stream")
-        bearer = self.token if token == "default" else token
-        if bearer is not None:
-            request.add_header("Authorization", f"Bearer {bearer}")
-        try:
-            with urllib.request.urlopen(request, timeout=20) as response:
-                answer = Answer(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as exc:
-            answer = Answer(exc.code, dict(exc.headers), exc.read())
-        if answer.headers.get("Content-Type", "").startswith("application/json") and self.doc:
-            conforms(self.doc, method, path, answer)
-        return answer
-
-    def as_user(self, token: str) -> Client:
-        return Client(self.service, token, self.doc)
-
-
-def conforms(doc: dict[str, Any], method: str, path: str, answer: Answer) -> None:
-    """The answer matches the OpenAPI document's schema for its path and status."""
-    route = path.split("?", 1)[0]
-    if route.startswith("/api/v1"):
-        route = route[len("/api/v1") :]
-    elif route not in ("/health", "/metrics"):
-        return
-    parts = route.strip("/").split("/")
-    templates = [
-        t
-        for t in doc["paths"]
-        if len(t.strip("/").split("/")) == len(parts)
-        and all(
-            a == b or (a.startswith("{") and a.endswith("}"))
-            for a, b in zip(t.strip("/").split("/"), parts, strict=True)
-        )
-    ]
-    template = templates[0] if templates else None
-    if template is None:
-        return  # an unknown path (answered 404): nothing to check against
-    operation = doc["paths"][template].get(method.lower())
-    if operation is None:
-        assert answer.status == 405, f"{method} {template} is not documented"
-        return
-    response = operation["responses"].get(str(answer.status))
-    assert response is not None, f"{method} {template} {answer.status} is not documented"
-    schema = response["content"]["application/json"]["schema"]
-    Draft202012Validator({**schema, "components": doc["components"]}).validate(answer.json)
-
-
-def add_token(service: RunningService, user: str, admin: bool = False) -> str:
-    token = new_token()
-    with SqliteStore(service.db) as store:
-        store.tokens.add(
-            token_hash=token_hash(token),
-            user=user,
-            admin=admin,
-            label="test",
-            created_at=datetime.now(TZ),
-        )
-    return token
 
 
 @dataclass
@@ -222,7 +129,7 @@ def test_every_read_resource(service: RunningService, api: Api) -> None:
     registered = Sipp(
         scenario="register_auth.xml",
         remote=(service.host, service.sip_port),
-        inf_rows=[["1001", "[authentication username=1001 password=anna-desk-1001]", DOMAIN]],
+        inf_rows=[auth_row(*ANNA)],
         timeout=20,
     )()
     assert registered.returncode == 0 and registered.successful == 1, registered.explain()
@@ -355,57 +262,8 @@ def test_own_change_and_admin_acting_as_user_are_audited(service: RunningService
     )
 
 
-class RtpSink:
-    """A UDP receiver standing in for the phone's RTP port."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.packets.append(self.sock.recv(2048))
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def speech(self) -> list[bytes]:
-        """Payloads of PCMA packets that carry sound (not idle silence)."""
-        silent = {0xD5, 0x55}
-        return [
-            p[12:]
-            for p in self.packets
-            if len(p) > 12 and p[1] & 0x7F == 8 and set(p[12:]) - silent
-        ]
-
-
-@pytest.fixture
-def sink() -> Any:
-    receiver = RtpSink()
-    yield receiver
-    receiver.close()
-
-
 def dial(service: RunningService, code: str, sink: RtpSink) -> None:
-    keyword = "[authentication username=1001 password=anna-desk-1001]"
-    result = Sipp(
-        scenario="feature_code.xml",
-        remote=(service.host, service.sip_port),
-        inf_rows=[["1001", keyword, DOMAIN]],
-        keys={"code": code, "rtp_port": str(sink.port)},
-        timeout=30,
-    )()
+    result = dial_code(service, code, ANNA, sink.port)
     assert result.returncode == 0 and result.successful == 1, result.explain()
 
 
@@ -429,7 +287,7 @@ def test_profile_set_over_the_api_is_what_the_view_and_star_hash_23_see(
     assert datetime.fromisoformat(view["until"]) == back
 
     dial(service, "*%2323%23", sink)
-    heard = len(sink.speech())
+    heard = len(sink.speech_payloads(8, PCMA_SILENT))
     meeting = frames(phrases.current_profile(3, back, now, "sv"))
     available = frames(phrases.current_profile(1, None, now, "sv", say_no_end=False))
     assert abs(heard - meeting) <= 0.1 * meeting + 5, (heard, meeting)
@@ -506,7 +364,7 @@ def test_an_uploaded_prompt_is_heard_in_a_call_and_delete_falls_back(
     )
     clock.sleep(2.1)  # the library looks at a prompt's file at most every 2 s
     dial(service, "*23*0%23", sink)  # no profile 0: "Ogiltig kod", now our tone
-    payload = b"".join(sink.speech())
+    payload = b"".join(sink.speech_payloads(8, PCMA_SILENT))
     pcm = g711.decode("PCMA", payload).astype(np.float64)
     assert abs(len(pcm) / 8000 - 1.6) < 0.25, len(pcm) / 8000
     spectrum = np.abs(np.fft.rfft(pcm))

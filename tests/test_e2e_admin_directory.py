@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from test_e2e_admin import DOMAIN, TZ, Client, RtpSink, add_token
+from conftest import StartIvr
+from test_e2e_admin import TZ
 
 from ivr.store.sqlite import SqliteStore
-from ivr.testing.service import DEFAULT_CONFIG, REPO, RunningService, ServiceError, start_service
+from ivr.testing.api import Answer, Client, add_token, conforms
+from ivr.testing.devices import ANNA, auth_row, feature_code
+from ivr.testing.service import REPO, RunningService
 from ivr.testing.sipp import Sipp
 
 pytestmark = pytest.mark.e2e
@@ -47,30 +51,9 @@ TRAINING = {
 }
 
 
-def _config(tmp_path: Path) -> Path:
-    text = DEFAULT_CONFIG.read_text()
-    text = text.replace('prompts_dir = "prompts"', f'prompts_dir = "{REPO / "prompts"}"')
-    recordings = tmp_path / "recordings"
-    text = text.replace('recordings_dir = "recordings"', f'recordings_dir = "{recordings}"')
-    path = tmp_path / "ivr.toml"
-    path.write_text(text)
-    return path
-
-
-def _start(tmp_path: Path) -> RunningService:
-    try:
-        return start_service(tmp_path, config=tmp_path / "ivr.toml")
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-
-
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
-    _config(tmp_path)
-    running = _start(tmp_path)
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
+def service(demo_service: RunningService) -> RunningService:
+    return demo_service
 
 
 class Clients:
@@ -91,11 +74,6 @@ def call(
     client: Client, method: str, path: str, body: dict[str, object] | None, etag: str | None
 ) -> object:
     """A JSON call with an optional If-Match (urllib via the shared client)."""
-    import urllib.error
-    import urllib.request
-
-    from test_e2e_admin import Answer, conforms
-
     data = None if body is None else json.dumps(body).encode()
     url = f"http://127.0.0.1:{client.service.http_port}{path}"
     request = urllib.request.Request(url, data=data, method=method)
@@ -114,7 +92,7 @@ def call(
 
 
 def register(service: RunningService, user: str, password: str, scenario: str) -> None:
-    row = [user, f"[authentication username={user} password={password}]", DOMAIN]
+    row = auth_row(user, password)
     result = Sipp(
         scenario=scenario, remote=(service.host, service.sip_port), inf_rows=[row], timeout=20
     )()
@@ -127,7 +105,11 @@ def audit(service: RunningService, user: str) -> list[object]:
 
 
 def test_users_and_devices_are_live_and_survive_a_restart(
-    tmp_path: Path, service: RunningService, sipp_binary: str
+    tmp_path: Path,
+    service: RunningService,
+    sipp_binary: str,
+    start_ivr: StartIvr,
+    demo_config: Path,
 ) -> None:
     api = Clients(service)
     assert api.anna.call("POST", "/api/v1/users", NEW_USER).status == 403, "admins only"
@@ -190,7 +172,7 @@ def test_users_and_devices_are_live_and_survive_a_restart(
 
     # a restart keeps every change
     assert service.stop() == 0
-    restarted = _start(tmp_path)
+    restarted = start_ivr(config=demo_config)
     try:
         api = Clients(restarted)
         after = api.admin.call("GET", "/api/v1/users/1050")
@@ -229,19 +211,7 @@ def test_profiles_are_live_for_routing_and_feature_codes(
     assert bad.status == 422 and bad.json["fields"] == {"colour": "must be #RRGGBB, got 'red'"}
 
     # the feature-code table and routing know the new profile at once
-    sink = RtpSink()
-    try:
-        keyword = "[authentication username=1001 password=anna-desk-1001]"
-        result = Sipp(
-            scenario="feature_code.xml",
-            remote=(service.host, service.sip_port),
-            inf_rows=[["1001", keyword, DOMAIN]],
-            keys={"code": "*23*8#", "rtp_port": str(sink.port)},
-            timeout=30,
-        )()
-        assert result.returncode == 0 and result.successful == 1, result.explain()
-    finally:
-        sink.close()
+    feature_code(service, "*23*8#", ANNA)
     active = api.anna.call("GET", "/api/v1/users/1001/profile").json
     assert active["profile"] == "training" and active["colour"] == "#123456"
     actions = [e.action for e in audit(service, "*")]  # type: ignore[attr-defined]
@@ -447,3 +417,44 @@ def test_clis_see_users_created_over_the_api(tmp_path: Path, service: RunningSer
     nils = api.anon.as_user(made.stdout.strip())
     assert nils.call("GET", "/api/v1/users/1050/devices").status == 200
     assert nils.call("GET", "/api/v1/users/1001/devices").status == 403
+
+
+def test_a_body_with_several_bad_fields_names_them_all(service: RunningService) -> None:
+    api = Clients(service)
+    desk = {**NEW_USER["devices"][0], "password": "short"}  # type: ignore[index]
+    body = {**NEW_USER, "name": " ", "language": "fi", "devices": [desk]}
+    bad = api.admin.call("POST", "/api/v1/users", body)
+    assert bad.status == 422, bad.body
+    assert bad.json == {
+        "error": "invalid request",
+        "fields": {
+            "name": "must not be empty",
+            "language": "must be one of 'sv', 'en', got 'fi'",
+            "devices[0].password": "must be at least 8 characters",
+        },
+    }
+    assert api.admin.call("GET", "/api/v1/users/1050").status == 404, "nothing was made"
+    nameless = {k: v for k, v in body.items() if k != "extension"}
+    found = api.admin.call("POST", "/api/v1/users", nameless)
+    assert found.status == 422 and set(found.json["fields"]) == {
+        "extension",
+        "name",
+        "language",
+        "devices[0].password",
+    }, found.body
+    assert found.json["fields"]["extension"] == "is required"
+    lunch = api.admin.call("GET", "/api/v1/profiles/lunch").json
+    wrong = {**lunch, "colour": "red", "priority": -1, "plan": {**lunch["plan"], "ring": ["fax"]}}
+    refused = api.admin.call("PUT", "/api/v1/profiles/lunch", wrong)
+    assert refused.status == 422 and refused.json["fields"] == {
+        "colour": "must be #RRGGBB, got 'red'",
+        "priority": "must be an integer 0-1000, got -1",
+        "plan.ring[0]": "must be one of 'desk', 'softphone', 'mobile', got 'fax'",
+    }, refused.body
+    assert api.admin.call("GET", "/api/v1/profiles/lunch").headers["ETag"] == '"0"', "unchanged"
+    ghost = {"name": "", "pin": "1234", "devices": ["1001-desk", "ghost"]}
+    both = api.admin.call("PUT", "/api/v1/users/1001", ghost)
+    assert both.status == 422 and both.json["fields"] == {
+        "name": "must not be empty",
+        "devices[1]": "no device 'ghost' (give a table)",
+    }, both.body

@@ -9,8 +9,6 @@ directory is still there while most operations run), well under a minute in all.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -23,9 +21,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_e2e_admin import add_token
-from test_e2e_admin_directory import _config, _start
 
+from ivr.testing.api import add_token
 from ivr.testing.service import RunningService
 
 pytestmark = pytest.mark.e2e
@@ -41,11 +38,8 @@ ORDER = {"get": 0, "patch": 1, "put": 2, "post": 3, "delete": 4}
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
-    _config(tmp_path)
-    running = _start(tmp_path)
-    yield running
-    assert running.stop() == 0, running.log()
+def service(demo_service: RunningService) -> RunningService:
+    return demo_service
 
 
 def test_no_server_errors_and_every_answer_matches_the_document(service: RunningService) -> None:

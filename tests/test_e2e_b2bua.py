@@ -14,13 +14,8 @@ Nobody registered (1003): voicemail at once, in English. A forwarding loop
 
 from __future__ import annotations
 
-import re
-import socket
-import struct
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -29,91 +24,42 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import StartIvr
 
 from ivr.media import phrases
 from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
+from ivr.testing import devices
+from ivr.testing.api import idle
+from ivr.testing.demo_config import demo_config_text, replace_after, write_config
+from ivr.testing.devices import ANNA, TONE_FRAMES, next_workdir
+from ivr.testing.devices import auth_row as row
 from ivr.testing.pcap import RtpStream
-from ivr.testing.service import DEFAULT_CONFIG, RunningService, ServiceError, start_service
-from ivr.testing.sipp import Sipp, SippProcess, SippResult, free_port
+from ivr.testing.rtp_sink import RtpSink, speech_frames_of
+from ivr.testing.service import RunningService
+from ivr.testing.sip_trace import header, received
+from ivr.testing.sipp import Sipp, SippProcess, SippResult
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "ivr.local"
 REPO = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Europe/Stockholm")
-SILENT = frozenset({0xD5, 0xFF, 0x55, 0x7F})
-ANNA = ("1001", "anna-desk-1001")
 CAROL = ("1003", "carol-desk-1003")
 DESK = ("1002", "bengt-desk-1002")
 SOFT = ("1002-soft", "bengt-soft-1002")
-PCAP_FRAMES = 30  # 0.6 s of tone from each side
-
-
-@dataclass
-class RtpSink:
-    """A UDP receiver standing in for a phone's RTP port."""
-
-    packets: list[bytes] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            if len(data) >= 12:
-                self.packets.append(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def ssrcs(self) -> set[int]:
-        return {struct.unpack("!I", p[8:12])[0] for p in self.packets}
-
-    def speech_frames(self) -> int:
-        return sum(1 for p in self.packets if set(p[12:]) - SILENT)
-
-
-def _after(text: str, anchor: str, old: str, new: str) -> str:
-    at = text.index(anchor)
-    cut = text.index(old, at)
-    return text[:cut] + new + text[cut + len(old) :]
+PCAP_FRAMES = TONE_FRAMES  # 0.6 s of tone from each side
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
+def service(tmp_path: Path, start_ivr: StartIvr) -> RunningService:
     """The demo company with a 3 s ring time, recordings in ``tmp_path``, and Tjänsteresa
     forwarding to 1003, Semester to 1002 (a loop, for users who pick both)."""
-    text = DEFAULT_CONFIG.read_text()
-    text = text.replace('prompts_dir = "prompts"', f'prompts_dir = "{REPO / "prompts"}"')
-    recordings = tmp_path / "recordings"
-    text = text.replace('recordings_dir = "recordings"', f'recordings_dir = "{recordings}"')
+    text = demo_config_text(tmp_path)
     text = text.replace("ring_seconds = 25", "ring_seconds = 3", 1)
     redirect = 'then = ["redirect", "voicemail"]'
-    text = _after(text, 'id = "trip"', redirect, 'then = "forward:1003"')
-    text = _after(text, 'id = "vacation"', redirect, 'then = "forward:1002"')
-    config = tmp_path / "ivr.toml"
-    config.write_text(text)
-    try:
-        running = start_service(tmp_path, config=config)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
-    assert "Traceback" not in running.log(), running.log()
+    text = replace_after(text, 'id = "trip"', redirect, 'then = "forward:1003"')
+    text = replace_after(text, 'id = "vacation"', redirect, 'then = "forward:1002"')
+    return start_ivr(config=write_config(tmp_path, text), clean_log=True)
 
 
 @pytest.fixture
@@ -124,43 +70,11 @@ def sinks() -> Iterator[dict[str, RtpSink]]:
         sink.close()
 
 
-def row(user: str, password: str) -> list[str]:
-    return [user, f"[authentication username={user} password={password}]", DOMAIN]
-
-
-def tone_capture(path: Path, hz: float, ssrc: int) -> Path:
-    """A capture of ``PCAP_FRAMES`` 20 ms frames of a tone (what a phone's microphone sends)."""
-    t = np.arange(PCAP_FRAMES * 160) / 8000
-    pcm = (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-    return RtpStream(codec="PCMU", ssrc=ssrc).pcm(pcm).write(path)
-
-
 def device(
     service: RunningService, account: tuple[str, str], scenario: str, sink: RtpSink, tmp: Path
 ) -> SippProcess:
     """A SIPp UAS for one of the user's devices, registered at its address."""
-    user, password = account
-    workdir = tmp / user
-    workdir.mkdir()
-    tone_capture(workdir / "device.pcap", 440.0, 0xDE5C)
-    port = free_port()
-    uas = Sipp(
-        scenario=scenario,
-        local_port=port,
-        keys={"user": user, "rtp_port": str(sink.port)},
-        timeout=30,
-        workdir=workdir,
-    ).start()
-    registered = Sipp(
-        scenario="b2b_register.xml",
-        remote=(service.host, service.sip_port),
-        inf_rows=[row(user, password)],
-        keys={"contact_port": str(port)},
-        timeout=10,
-        workdir=tmp / f"{user}-register",
-    )()
-    assert registered.returncode == 0 and registered.successful == 1, registered.explain()
-    return uas
+    return devices.device(service, account, scenario, sink.port, tmp / account[0])
 
 
 def call(
@@ -172,17 +86,9 @@ def call(
     **keys: str,
 ) -> SippResult:
     """Anna's desk phone calls ``callee``; waits until the call is over."""
-    workdir = tmp / f"caller-{len(list(tmp.glob('caller-*')))}"
-    workdir.mkdir()
-    tone_capture(workdir / "caller.pcap", 1000.0, 0xCA11)
-    return Sipp(
-        scenario=scenario,
-        remote=(service.host, service.sip_port),
-        inf_rows=[row(*ANNA)],
-        keys={"callee": callee, "rtp_port": str(sink.port), **keys},
-        timeout=40,
-        workdir=workdir,
-    )()
+    return devices.place_call(
+        service, scenario, sink.port, next_workdir(tmp, "caller"), callee, **keys
+    )
 
 
 def refused(
@@ -200,61 +106,7 @@ def refused(
 
 def feature_code(service: RunningService, code: str, account: tuple[str, str], tmp: Path) -> None:
     """The user sets their profile from their desk phone."""
-    receiver = RtpSink()
-    try:
-        result = Sipp(
-            scenario="feature_code.xml",
-            remote=(service.host, service.sip_port),
-            inf_rows=[row(*account)],
-            keys={"code": code, "rtp_port": str(receiver.port)},
-            timeout=30,
-            workdir=tmp / f"code-{len(list(tmp.iterdir()))}",
-        )()
-    finally:
-        receiver.close()
-    assert result.returncode == 0 and result.successful == 1, result.explain()
-
-
-_ENTRY = re.compile(
-    r"^-{20,} [^\n]*\n(?:UDP|TCP) message (sent|received)[^\n]*\n\n(.*?)(?=^-{20,} |\Z)",
-    re.M | re.S,
-)
-
-
-def received(result: SippResult, start: str) -> list[str]:
-    """The messages a SIPp received whose first line starts with ``start``."""
-    texts = [
-        text.strip("\n")
-        for direction, text in _ENTRY.findall(result.messages.replace("\r\n", "\n"))
-        if direction == "received"
-    ]
-    return [text for text in texts if text.startswith(start)]
-
-
-def header(message: str, name: str) -> str:
-    match = re.search(rf"(?mi)^{name}:\s*(.*)$", message)
-    return match.group(1).strip() if match else ""
-
-
-def idle(service: RunningService, timeout: float = 5.0) -> bool:
-    """Bounded polling until the service reports no active call."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = service.get_json("/health")
-        assert status == 200 and isinstance(body, dict), (status, body)
-        if body["active_calls"] == 0:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-
-
-def speech_frames_of(words: list[str], lang: str = "sv", codec: str = "PCMA") -> int:
-    """How many 20 ms frames of the prompt sequence carry sound."""
-    library = PromptLibrary(REPO / "prompts")
-    audio = b"".join(library.encoded(lang, w, codec) for w in words)
-    frames = [audio[i : i + 160] for i in range(0, len(audio), 160)]
-    return sum(1 for f in frames if set(f) - SILENT)
+    devices.feature_code(service, code, account, next_workdir(tmp, "code"))
 
 
 def next_1300(now: datetime) -> datetime:

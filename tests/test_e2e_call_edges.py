@@ -9,12 +9,9 @@ wall-clock timestamps of SIPp's message trace and of our own RTP receiver.
 from __future__ import annotations
 
 import re
-import socket
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -23,69 +20,19 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ivr.media import phrases
-from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
+from ivr.testing.api import idle, profile
+from ivr.testing.devices import auth_row
+from ivr.testing.polling import poll
+from ivr.testing.rtp_sink import RtpSink, speech_frames_of
 from ivr.testing.service import RunningService
 from ivr.testing.sipp import Sipp, SippResult
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "ivr.local"
-REPO = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Europe/Stockholm")
-LIBRARY = PromptLibrary(REPO / "prompts")
-SILENT = frozenset({0xD5, 0xFF, 0x55, 0x7F})  # G.711 codes at (or next to) zero
+WAIT = 3.0  # seconds of bounded polling for the service's state
 RTP_STOP = 0.1  # seconds: no RTP may arrive later than this after the caller's BYE
-
-
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """One received RTP packet: wall-clock arrival, source, header fields, payload."""
-
-    at: float
-    source: tuple[str, int]
-    payload_type: int
-    sequence: int
-    payload: bytes
-
-    @property
-    def speech(self) -> bool:
-        return bool(set(self.payload) - SILENT)
-
-
-@dataclass
-class RtpSink:
-    """A UDP receiver standing in for the phone's RTP port (wall-clock timestamps)."""
-
-    host: str = "127.0.0.1"
-    packets: list[Packet] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((self.host, 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, source = self.sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            if len(data) >= 12:
-                _, pt, seq = struct.unpack("!BBH", data[:4])
-                self.packets.append(Packet(time.time(), source, pt & 0x7F, seq, data[12:]))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def speech_frames(self) -> int:
-        return sum(1 for p in self.packets if p.speech)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,35 +101,14 @@ def run(
     password: str = "anna-desk-1001",
 ) -> SippResult:
     """Run one call of ``scenario`` as ``user``, media to ``sink``; wait until it ends."""
-    keyword = f"[authentication username={user} password={password}]"
     return Sipp(
         scenario=scenario,
         remote=(service.host, service.sip_port),
         transport=transport,
-        inf_rows=[[user, keyword, DOMAIN]],
+        inf_rows=[auth_row(user, password)],
         keys={"code": code, "rtp_port": str(sink.port)},
         timeout=20,
     )()
-
-
-def idle(service: RunningService, timeout: float = 3.0) -> bool:
-    """Bounded polling until the service reports no active call."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = service.get_json("/health")
-        assert status == 200 and isinstance(body, dict), (status, body)
-        if body["active_calls"] == 0:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-
-
-def profile(service: RunningService, ext: str = "1001") -> dict[str, object]:
-    """GET /api/users/{ext}/profile."""
-    status, view = service.get_json(f"/api/users/{ext}/profile")
-    assert status == 200 and isinstance(view, dict), (status, view)
-    return view
 
 
 def audit_actions(service: RunningService, user: str = "1001") -> list[str]:
@@ -191,39 +117,16 @@ def audit_actions(service: RunningService, user: str = "1001") -> list[str]:
         return [entry.action for entry in store.audit.query(user=user)]
 
 
-def frames_of(words: list[str], lang: str = "sv", codec: str = "PCMA") -> int:
-    """How many 20 ms frames of the prompt sequence carry sound (as ``speech`` counts)."""
-    audio = b"".join(LIBRARY.encoded(lang, w, codec) for w in words)
-    return sum(1 for i in range(0, len(audio), 160) if set(audio[i : i + 160]) - SILENT)
-
-
 def lunch_words(view: dict[str, object], now: datetime) -> list[str]:
     """The confirmation of *23*2*1300# for the stored end time."""
     until = datetime.fromisoformat(str(view["until"]))
     return phrases.activated(2, until, now, "sv")
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Bounded polling until ``check()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def next_at(now: datetime, hour: int, minute: int) -> datetime:
     """The next HH:MM (Stockholm time) strictly after ``now``."""
     moment = datetime.combine(now.date(), clock_time(hour, minute), tzinfo=TZ)
     return moment if moment > now else moment + timedelta(days=1)
-
-
-@pytest.fixture
-def sink() -> Iterator[RtpSink]:
-    receiver = RtpSink()
-    yield receiver
-    receiver.close()
 
 
 def test_cancel_right_after_100_trying_meets_the_answer_and_stores_only_on_the_ack(
@@ -246,9 +149,9 @@ def test_cancel_right_after_100_trying_meets_the_answer_and_stores_only_on_the_a
     assert ack.at >= answered.at
     first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to our BYE")
 
-    assert idle(service), "a call was left behind"
-    assert wait_for(lambda: audit_actions(service) == ["activate"]), audit_actions(service)
-    view = profile(service)
+    assert idle(service, WAIT), "a call was left behind"
+    assert poll(lambda: audit_actions(service) == ["activate"], WAIT), audit_actions(service)
+    view = profile(service, "1001")
     assert (view["profile"], view["source"]) == ("lunch", "manual"), view
 
 
@@ -264,9 +167,9 @@ def test_bye_before_the_ack_changes_nothing(
     first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to the BYE")
     assert not any(not m.sent and m.is_request("BYE") for m in log), "the server sent a BYE"
     assert not [p for p in sink.packets if p.at > bye.at + RTP_STOP], "RTP after the BYE"
-    assert idle(service), "a call was left behind"
+    assert idle(service, WAIT), "a call was left behind"
     time.sleep(0.3)  # a store started by mistake would have landed by now
-    view = profile(service)
+    view = profile(service, "1001")
     assert (view["profile"], view["source"]) == ("available", "standard"), view
     assert audit_actions(service) == []
 
@@ -278,12 +181,11 @@ def test_info_digit_before_the_ack_is_delivered(
     the dialog exists once the 200 is sent). It is answered 200 and counts: 3 (meeting),
     then 1430# after the ACK, sets Möte until 14:30."""
     before = datetime.now(TZ)
-    keyword = "[authentication username=1001 password=anna-desk-1001]"
     digits = dict(zip(("d1", "d2", "d3", "d4", "d5", "d6"), "31430#", strict=True))
     result = Sipp(
         scenario="menu_info_early.xml",
         remote=(service.host, service.sip_port),
-        inf_rows=[["1001", keyword, DOMAIN]],
+        inf_rows=[auth_row("1001", "anna-desk-1001")],
         keys={"code": "*23", **digits},
         timeout=30,
         workdir=tmp_path,
@@ -297,8 +199,9 @@ def test_info_digit_before_the_ack_is_delivered(
     first(log, lambda m: not m.sent and m.is_request("BYE"), "the server's BYE")
     infos = [m for m in log if not m.sent and m.is_response(200, "INFO")]
     assert len(infos) == 6, [m.start for m in log]
-    assert wait_for(lambda: profile(service)["profile"] == "meeting"), profile(service)
-    view = profile(service)
+    meeting = poll(lambda: profile(service, "1001")["profile"] == "meeting", WAIT)
+    assert meeting, profile(service, "1001")
+    view = profile(service, "1001")
     assert (view["source"], view["set_via"]) == ("manual", "ivr"), view
     until = datetime.fromisoformat(str(view["until"]))
     assert until in {next_at(before, 14, 30), next_at(after, 14, 30)}, until
@@ -319,8 +222,8 @@ def test_cancel_after_the_200_gets_481_and_the_call_goes_on(
     first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to our BYE")
     assert not any(not m.sent and m.is_request("BYE") for m in log), "the server sent a BYE too"
     assert not [p for p in sink.packets if p.at > bye.at + RTP_STOP], "RTP went on after BYE"
-    assert idle(service), "a call was left behind"
-    assert profile(service)["profile"] == "lunch"
+    assert idle(service, WAIT), "a call was left behind"
+    assert profile(service, "1001")["profile"] == "lunch"
     assert audit_actions(service) == ["activate"]
 
 
@@ -344,10 +247,10 @@ def test_caller_bye_mid_prompt_is_answered_and_stops_rtp_at_once(
     last = max(p.at for p in sink.packets)
     print(f"last RTP {last - bye.at:+.4f} s after the BYE; 200 after {ok.at - bye.at:.4f} s")
 
-    view = profile(service)
+    view = profile(service, "1001")
     assert (view["profile"], view["source"]) == ("lunch", "manual")  # stored on the ACK
-    assert sink.speech_frames() < frames_of(lunch_words(view, now)) - 25, "the prompt ran on"
-    assert idle(service), "the call was not released"
+    assert sink.speech_frames() < speech_frames_of(lunch_words(view, now)) - 25, "the prompt ran on"
+    assert idle(service, WAIT), "the call was not released"
     assert audit_actions(service) == ["activate"]
 
 
@@ -376,13 +279,13 @@ def test_invite_without_sdp_gets_offer_in_200_and_answer_in_ack(
         "RTP must come from the port the offer named"
     )
     assert min(p.at for p in sink.packets) >= ack.at, "RTP before the answer told where to"
-    view = profile(service)
-    expected = frames_of(lunch_words(view, now))
+    view = profile(service, "1001")
+    expected = speech_frames_of(lunch_words(view, now))
     assert abs(sink.speech_frames() - expected) <= 0.1 * expected + 5, (
         sink.speech_frames(),
         expected,
     )
-    assert idle(service)
+    assert idle(service, WAIT)
 
 
 def test_offer_with_only_g722_gets_488_with_warning_and_no_change(
@@ -398,11 +301,11 @@ def test_offer_with_only_g722_gets_488_with_warning_and_no_change(
     assert not any(m.start.startswith("SIP/2.0 200") for m in log)
     first(log, lambda m: m.sent and m.is_request("ACK") and m.header("cseq") == "2 ACK", "ACK")
 
-    view = profile(service)
+    view = profile(service, "1001")
     assert view["source"] == "standard" and view["profile"] == "available", view
     assert audit_actions(service) == []
     assert not sink.packets, "media was sent for a refused call"
-    assert idle(service)
+    assert idle(service, WAIT)
 
 
 def test_feature_code_call_over_tcp(
@@ -420,12 +323,12 @@ def test_feature_code_call_over_tcp(
     assert bye.header("via").upper().startswith("SIP/2.0/TCP "), bye.header("via")
 
     assert {p.payload_type for p in sink.packets} == {8}, "PCMA was offered first"
-    expected = frames_of(phrases.activated(3, None, now, "sv"))
+    expected = speech_frames_of(phrases.activated(3, None, now, "sv"))
     assert abs(sink.speech_frames() - expected) <= 0.1 * expected + 5, (
         sink.speech_frames(),
         expected,
     )
-    view = profile(service)
+    view = profile(service, "1001")
     assert (view["profile"], view["source"], view["until"]) == ("meeting", "manual", None)
     assert audit_actions(service) == ["activate"]
-    assert idle(service)
+    assert idle(service, WAIT)

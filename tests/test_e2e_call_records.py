@@ -13,67 +13,40 @@ the issue, and ``/api/v1/calls``); an admin reads everyone's.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from conftest import StartIvr
 
-from ivr.admin.auth import new_token, token_hash
 from ivr.media import phrases
 from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
+from ivr.testing.api import add_token, metric
+from ivr.testing.demo_config import demo_config_text, write_config
+from ivr.testing.devices import ANNA, auth_row, tone_capture
 from ivr.testing.pcap import RtpStream
-from ivr.testing.service import DEFAULT_CONFIG, RunningService, ServiceError, start_service
+from ivr.testing.service import RunningService
 from ivr.testing.sipp import Sipp, SippProcess, SippResult, free_port
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "ivr.local"
 REPO = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Europe/Stockholm")
-ANNA = ("1001", "anna-desk-1001")
 DESK = ("1002", "bengt-desk-1002")
 SOFT = ("1002-soft", "bengt-soft-1002")
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
+def service(start_ivr: StartIvr, tmp_path: Path) -> RunningService:
     """The demo company with a 3 s ring time and recordings in ``tmp_path``."""
-    text = DEFAULT_CONFIG.read_text()
-    text = text.replace('prompts_dir = "prompts"', f'prompts_dir = "{REPO / "prompts"}"')
-    recordings = tmp_path / "recordings"
-    text = text.replace('recordings_dir = "recordings"', f'recordings_dir = "{recordings}"')
-    text = text.replace("ring_seconds = 25", "ring_seconds = 3", 1)
-    config = tmp_path / "ivr.toml"
-    config.write_text(text)
-    try:
-        running = start_service(tmp_path, config=config)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
-    assert "Traceback" not in running.log(), running.log()
-
-
-def token(service: RunningService, user: str, admin: bool = False) -> str:
-    secret = new_token()
-    with SqliteStore(service.db) as store:
-        store.tokens.add(
-            token_hash=token_hash(secret),
-            user=user,
-            admin=admin,
-            label="test",
-            created_at=datetime.now(TZ),
-        )
-    return secret
+    text = demo_config_text(tmp_path).replace("ring_seconds = 25", "ring_seconds = 3", 1)
+    return start_ivr(config=write_config(tmp_path, text), clean_log=True)
 
 
 def get(service: RunningService, path: str, bearer: str) -> tuple[int, object]:
@@ -99,35 +72,6 @@ def records(service: RunningService, bearer: str, want: int, timeout: float = 5.
         time.sleep(0.1)
 
 
-def media_port() -> int:
-    """A port for SIPp's ``-mp`` whose neighbours are free too (SIPp binds mp and mp + 2)."""
-    for _ in range(50):
-        base = free_port()
-        socks = []
-        try:
-            for offset in range(4):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no four free UDP ports in a row")
-
-
-def row(user: str, password: str) -> list[str]:
-    return [user, f"[authentication username={user} password={password}]", DOMAIN]
-
-
-def tone_capture(path: Path, hz: float, ssrc: int, seconds: float = 0.6) -> Path:
-    t = np.arange(int(seconds * 8000)) / 8000
-    pcm = (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-    return RtpStream(codec="PCMU", ssrc=ssrc).pcm(pcm).write(path)
-
-
 def device(
     service: RunningService, account: tuple[str, str], scenario: str, tmp: Path
 ) -> SippProcess:
@@ -140,16 +84,14 @@ def device(
     uas = Sipp(
         scenario=scenario,
         local_port=port,
-        media_port=media_port(),
         keys={"user": user, "rtp_port": str(free_port())},
         timeout=30,
         workdir=workdir,
     ).start()
     registered = Sipp(
         scenario="b2b_register.xml",
-        media_port=media_port(),
         remote=(service.host, service.sip_port),
-        inf_rows=[row(user, password)],
+        inf_rows=[auth_row(user, password)],
         keys={"contact_port": str(port)},
         timeout=10,
         workdir=tmp / f"{user}-register",
@@ -166,8 +108,7 @@ def call(service: RunningService, scenario: str, tmp: Path, capture: Path) -> Si
     return Sipp(
         scenario=scenario,
         remote=(service.host, service.sip_port),
-        media_port=media_port(),
-        inf_rows=[row(*ANNA)],
+        inf_rows=[auth_row(*ANNA)],
         keys={"callee": "1002", "rtp_port": str(free_port())},
         timeout=40,
         workdir=workdir,
@@ -186,9 +127,14 @@ def test_a_call_answered_on_the_desk_shows_its_legs_trace_and_outcome(
     for device_result in (desk.wait(), soft.wait()):
         assert device_result.returncode == 0, device_result.explain()
 
-    bengt, anna, carol = token(service, "1002"), token(service, "1001"), token(service, "1003")
+    bengt, anna, carol = (
+        add_token(service, "1002"),
+        add_token(service, "1001"),
+        add_token(service, "1003"),
+    )
     (record,) = records(service, bengt, 1)
     assert record["outcome"] == "answered" and record["status"] == 200
+    assert metric(service, "ivr_calls_total", "outcome") == {"answered": 1}
     assert (record["kind"], record["caller"], record["dialled"]) == ("user", "1001", "1002")
     assert record["user"] == "1002" and record["caller_user"] == "1001"
     legs = {leg["device"]: leg for leg in record["legs"]}
@@ -220,7 +166,7 @@ def test_a_call_answered_on_the_desk_shows_its_legs_trace_and_outcome(
     status, body = get(service, "/api/calls?user=1002", carol)
     assert status == 403 and isinstance(body, dict) and body["error"] == "forbidden"
     assert get(service, "/api/calls", carol) == (200, [])
-    admin = token(service, "1000", admin=True)
+    admin = add_token(service, "1000", admin=True)
     assert get(service, "/api/calls", admin) == (200, [record])
     assert get(service, "/api/calls/0123456789abcdef", admin)[0] == 404
     status, body = get(service, "/api/calls?limit=0", admin)
@@ -254,8 +200,9 @@ def test_no_answer_then_voicemail_is_recorded_step_by_step(
     for device_result in (desk.wait(), soft.wait()):
         assert device_result.returncode == 0, device_result.explain()
 
-    (record,) = records(service, token(service, "1002"), 1)
+    (record,) = records(service, add_token(service, "1002"), 1)
     assert record["outcome"] == "voicemail" and record["status"] == 200
+    assert metric(service, "ivr_calls_total", "outcome") == {"voicemail": 1}
     assert [(leg["device"], leg["status"]) for leg in record["legs"]] == [
         ("1002-desk", 408),
         ("1002-soft", 408),
@@ -281,7 +228,7 @@ def test_no_answer_then_voicemail_is_recorded_step_by_step(
 def test_do_not_disturb_is_recorded_as_busy_with_why(
     service: RunningService, sipp_binary: str, tmp_path: Path
 ) -> None:
-    bengt = token(service, "1002")
+    bengt = add_token(service, "1002")
     request = urllib.request.Request(
         f"http://127.0.0.1:{service.http_port}/api/v1/users/1002/profile",
         data=json.dumps({"profile": "dnd"}).encode(),
@@ -292,9 +239,8 @@ def test_do_not_disturb_is_recorded_as_busy_with_why(
         assert response.status == 200
     result = Sipp(
         scenario="b2b_call_refused.xml",
-        media_port=media_port(),
         remote=(service.host, service.sip_port),
-        inf_rows=[row(*ANNA)],
+        inf_rows=[auth_row(*ANNA)],
         keys={"callee": "+46846500402", "rtp_port": str(free_port()), "max_forwards": "70"},
         timeout=20,
         workdir=tmp_path / "caller",
@@ -303,6 +249,7 @@ def test_do_not_disturb_is_recorded_as_busy_with_why(
 
     (record,) = records(service, bengt, 1)
     assert (record["outcome"], record["status"]) == ("busy", 486)
+    assert metric(service, "ivr_calls_total", "outcome") == {"busy": 1}
     assert record["dialled"] == "+46846500402" and record["user"] == "1002"
     assert record["legs"] == [] and record["answered_at"] is None
     (decision,) = record["decisions"]

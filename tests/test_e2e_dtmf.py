@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -24,14 +23,18 @@ from conftest import require_binary
 
 from ivr.dtmf.generate import generate
 from ivr.store.sqlite import SqliteStore
+from ivr.testing import api
+from ivr.testing.api import metric
 from ivr.testing.baresip import Baresip
+from ivr.testing.devices import DOMAIN, auth_row
 from ivr.testing.pcap import RtpStream
-from ivr.testing.service import RunningService, ServiceError, start_service
+from ivr.testing.polling import poll
+from ivr.testing.service import RunningService
+from ivr.testing.sip_trace import received
 from ivr.testing.sipp import Sipp, SippResult
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "ivr.local"
 TZ = ZoneInfo("Europe/Stockholm")
 USER, PASSWORD = "1001", "anna-desk-1001"
 SOFT_USER, SOFT_PASSWORD = "1001-soft", "anna-soft-1001"
@@ -40,21 +43,9 @@ SOFT_USER, SOFT_PASSWORD = "1001-soft", "anna-soft-1001"
 # --- helpers -------------------------------------------------------------------------
 
 
-def poll(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Bounded polling: True once ``check()`` holds, False after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def profile(service: RunningService, ext: str = USER) -> dict[str, Any]:
     """GET /api/users/{ext}/profile."""
-    status, view = service.get_json(f"/api/users/{ext}/profile")
-    assert status == 200 and isinstance(view, dict), (status, view)
-    return view
+    return api.profile(service, ext)
 
 
 def settled(service: RunningService, expected: str) -> dict[str, Any]:
@@ -112,27 +103,11 @@ def sipp_menu(
     return Sipp(
         scenario=scenario,
         remote=(service.host, service.sip_port),
-        inf_rows=[[USER, f"[authentication username={USER} password={PASSWORD}]", DOMAIN]],
+        inf_rows=[auth_row(USER, PASSWORD)],
         keys={"code": "*23", **(keys or {})},
         timeout=30,
         workdir=workdir,
     )()
-
-
-_ENTRY = re.compile(
-    r"^-{20,} [^\n]*\n(?:UDP|TCP) message (sent|received)[^\n]*\n\n(.*?)(?=^-{20,} |\Z)",
-    re.M | re.S,
-)
-
-
-def received(result: SippResult, start: str) -> list[str]:
-    """The messages SIPp received whose first line starts with ``start``."""
-    texts = [
-        text.strip("\n")
-        for direction, text in _ENTRY.findall(result.messages.replace("\r\n", "\n"))
-        if direction == "received"
-    ]
-    return [text for text in texts if text.startswith(start)]
 
 
 def answer_sdp(result: SippResult) -> str:
@@ -175,6 +150,9 @@ def test_rfc4733_events_choose_lunch_until_1300(
     assert re.search(r"(?m)^m=audio \d+ RTP/AVP 0 101\s*$", sdp), sdp
     assert "a=rtpmap:101 telephone-event/8000" in sdp, sdp
     assert_activated(service, "lunch", {next_at(before, 13, 0), next_at(after, 13, 0)})
+    assert metric(service, "ivr_dtmf_digits_total", "source") == {"rfc4733": 6}, (
+        "2 then 1300#, each press once"
+    )
 
 
 # --- SIPp: SIP INFO ---------------------------------------------------------------------
@@ -199,6 +177,9 @@ def test_info_digits_choose_meeting_until_1430_and_bad_bodies_are_refused(
     oks = [m for m in received(result, "SIP/2.0 200") if re.search(r"(?mi)^CSeq:.*INFO", m)]
     assert len(oks) == 6, result.explain()
     assert_activated(service, "meeting", {next_at(before, 14, 30), next_at(after, 14, 30)})
+    assert metric(service, "ivr_dtmf_digits_total", "source") == {"info": 6}, (
+        "3 then 1430#; the refused bodies count not"
+    )
 
 
 # --- SIPp: in-band tones in G.711 ---------------------------------------------------------
@@ -226,23 +207,12 @@ def test_inband_tones_choose_out_with_default_return(
     assert "telephone-event" not in sdp, sdp
     # "Tillfälligt ute" has a time return; "#" alone takes its default: no end time
     assert_activated(service, "out", {None})
+    assert metric(service, "ivr_dtmf_digits_total", "source") == {"inband": 2}, (
+        "4 then #, each tone once"
+    )
 
 
 # --- baresip: sndcode (RFC 4733 from a real softphone) ------------------------------------
-
-
-@pytest.fixture
-def md5_service(tmp_path: Path) -> Iterator[RunningService]:
-    """`ivr serve` challenging with MD5 only: baresip 1.0.0 (libre 1.1) gives up on a
-    challenge set that names any other algorithm."""
-    try:
-        flags = ["--auth-algorithms", "MD5", "--auth-uri-check", "strict"]
-        running = start_service(tmp_path, *flags, sipp_compatible=False)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
 
 
 def next_date(now: datetime, month: int, day: int) -> datetime:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import StartIvr
 from sip_client import Reply, TcpClient, UdpClient, hostport, new_branch, options
 
-from ivr.testing.service import RunningService, ServiceError, start_service
+from ivr.testing.devices import auth_row
+from ivr.testing.service import RunningService
 from ivr.testing.sipp import Sipp
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +23,8 @@ WAIT = 2.0
 
 
 @pytest.fixture
-def service6(tmp_path: Path) -> Iterator[RunningService]:
-    try:
-        running = start_service(tmp_path, host=HOST)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
+def service6(start_ivr: StartIvr) -> RunningService:
+    return start_ivr(host=HOST)
 
 
 def test_sipp_command_brackets_ipv6_remote() -> None:
@@ -61,7 +56,7 @@ def test_register_with_digest_over_ipv6(
         local_host=HOST,
         remote=(HOST, service6.sip_port),
         transport=transport,
-        inf_rows=[["1001", "[authentication username=1001 password=anna-desk-1001]", DOMAIN]],
+        inf_rows=[auth_row("1001", "anna-desk-1001")],
         extra=["-auth_uri", target],
         timeout=20,
     )()
@@ -153,13 +148,10 @@ def md5_authorization(challenge: Reply, uri: str, password: str) -> str:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", HOST])
-def test_digest_uri_naming_the_server_itself_is_accepted(tmp_path: Path, host: str) -> None:
+def test_digest_uri_naming_the_server_itself_is_accepted(start_ivr: StartIvr, host: str) -> None:
     """``--auth-uri-check server`` (set by the test harness for SIPp) accepts a digest uri
     ``sip:HOST:PORT`` naming this server; an IPv6 server is named ``sip:[::1]:PORT``."""
-    try:
-        service = start_service(tmp_path, host=host)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
+    service = start_ivr(host=host)
     try:
         server = (host, service.sip_port)
         uri = f"sip:{hostport(*server)}"

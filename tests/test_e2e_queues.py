@@ -17,103 +17,42 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import numpy as np
 import pytest
+from conftest import StartIvr
 
-from ivr.admin.auth import new_token, token_hash
 from ivr.media import phrases
-from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
-from ivr.testing.pcap import RtpStream
-from ivr.testing.service import DEFAULT_CONFIG, RunningService, ServiceError, start_service
+from ivr.testing import devices
+from ivr.testing.api import Client, add_token, idle
+from ivr.testing.demo_config import demo_config_text, write_config
+from ivr.testing.devices import DOMAIN, next_workdir
+from ivr.testing.rtp_sink import RtpSink, speech_frames_of
+from ivr.testing.service import RunningService
+from ivr.testing.sip_trace import header, received
 from ivr.testing.sipp import Sipp, SippProcess, SippResult, free_port
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "ivr.local"
-REPO = Path(__file__).resolve().parents[1]
-TZ = ZoneInfo("Europe/Stockholm")
-SILENT = frozenset({0xD5, 0xFF, 0x55, 0x7F})
-ANNA = ("1001", "anna-desk-1001")
 BENGT = ("1002", "bengt-desk-1002")
 CAROL = ("1003", "carol-desk-1003")
 SALES = "2002"
 RING_SECONDS = 3
 
 
-@dataclass
-class RtpSink:
-    """A UDP receiver standing in for a phone's RTP port."""
-
-    packets: list[bytes] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            if len(data) >= 12:
-                self.packets.append(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def speech_frames(self) -> int:
-        return sum(1 for p in self.packets if set(p[12:]) - SILENT)
-
-
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
+def service(tmp_path: Path, start_ivr: StartIvr) -> RunningService:
     """The demo company; the sales queue rings 3 s and then answers busy."""
-    text = DEFAULT_CONFIG.read_text()
-    text = text.replace('prompts_dir = "prompts"', f'prompts_dir = "{REPO / "prompts"}"')
-    recordings = tmp_path / "recordings"
-    text = text.replace('recordings_dir = "recordings"', f'recordings_dir = "{recordings}"')
+    text = demo_config_text(tmp_path)
     sales = text.index('id = "sales"\nnumber = "2002"')
     tail = text[sales:]
     tail = re.sub(r"ring_seconds = \d+", f"ring_seconds = {RING_SECONDS}", tail, count=1)
     tail = re.sub(r'fallback = "[^"]*"', 'fallback = "busy"', tail, count=1)
-    config = tmp_path / "ivr.toml"
-    config.write_text(text[:sales] + tail)
-    try:
-        running = start_service(tmp_path, config=config)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
-    assert "Traceback" not in running.log(), running.log()
-
-
-@pytest.fixture
-def sink() -> Iterator[RtpSink]:
-    made = RtpSink()
-    yield made
-    made.close()
+    return start_ivr(config=write_config(tmp_path, text[:sales] + tail), clean_log=True)
 
 
 @pytest.fixture
@@ -124,155 +63,65 @@ def other() -> Iterator[RtpSink]:
     made.close()
 
 
-def row(user: str, password: str) -> list[str]:
-    return [user, f"[authentication username={user} password={password}]", DOMAIN]
-
-
-def tone_capture(path: Path, hz: float, ssrc: int) -> Path:
-    t = np.arange(30 * 160) / 8000
-    pcm = (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-    return RtpStream(codec="PCMU", ssrc=ssrc).pcm(pcm).write(path)
-
-
 def device(
     service: RunningService, account: tuple[str, str], scenario: str, tmp: Path, sink: RtpSink
 ) -> SippProcess:
     """A SIPp UAS as the user's desk phone, registered at its address."""
-    user, password = account
-    workdir = tmp / f"{user}-{len(list(tmp.glob(f'{user}-*')))}"
-    workdir.mkdir()
-    tone_capture(workdir / "device.pcap", 440.0, 0xDE5C)
-    port = free_port()
-    uas = Sipp(
-        scenario=scenario,
-        local_port=port,
-        keys={"user": user, "rtp_port": str(sink.port)},
-        timeout=30,
-        workdir=workdir,
-    ).start()
-    registered = Sipp(
-        scenario="b2b_register.xml",
-        remote=(service.host, service.sip_port),
-        inf_rows=[row(user, password)],
-        keys={"contact_port": str(port)},
-        timeout=10,
-        workdir=workdir / "register",
-    )()
-    assert registered.returncode == 0 and registered.successful == 1, registered.explain()
-    return uas
+    workdir = next_workdir(tmp, account[0])
+    return devices.device(service, account, scenario, sink.port, workdir)
 
 
 def call(
     service: RunningService, scenario: str, tmp: Path, sink: RtpSink, callee: str = SALES
 ) -> SippResult:
     """Anna's desk phone calls ``callee`` (a queue); waits until the call is over."""
-    workdir = tmp / f"caller-{len(list(tmp.glob('caller-*')))}"
-    workdir.mkdir()
-    tone_capture(workdir / "caller.pcap", 1000.0, 0xCA11)
-    return Sipp(
-        scenario=scenario,
-        remote=(service.host, service.sip_port),
-        inf_rows=[row(*ANNA)],
-        keys={"callee": callee, "code": callee, "rtp_port": str(sink.port), "max_forwards": "70"},
-        timeout=40,
-        workdir=workdir,
-    )()
+    workdir = next_workdir(tmp, "caller")
+    return devices.place_call(
+        service, scenario, sink.port, workdir, callee, code=callee, max_forwards="70"
+    )
 
 
 def feature_code(
     service: RunningService, code: str, account: tuple[str, str], tmp: Path
 ) -> RtpSink:
     """The user dials a feature code from their desk phone; returns what they heard."""
-    heard = RtpSink()
-    try:
-        result = Sipp(
-            scenario="feature_code.xml",
-            remote=(service.host, service.sip_port),
-            inf_rows=[row(*account)],
-            keys={"code": code, "rtp_port": str(heard.port)},
-            timeout=30,
-            workdir=tmp / f"code-{len(list(tmp.glob('code-*')))}",
-        )()
-    finally:
-        heard.close()
-    assert result.returncode == 0 and result.successful == 1, result.explain()
-    return heard
-
-
-_ENTRY = re.compile(
-    r"^-{20,} [^\n]*\n(?:UDP|TCP) message (sent|received)[^\n]*\n\n(.*?)(?=^-{20,} |\Z)",
-    re.M | re.S,
-)
-
-
-def received(result: SippResult, start: str) -> list[str]:
-    """The messages a SIPp received whose first line starts with ``start``."""
-    texts = [
-        text.strip("\n")
-        for direction, text in _ENTRY.findall(result.messages.replace("\r\n", "\n"))
-        if direction == "received"
-    ]
-    return [text for text in texts if text.startswith(start)]
-
-
-def header(message: str, name: str) -> str:
-    match = re.search(rf"(?mi)^{name}:\s*(.*)$", message)
-    return match.group(1).strip() if match else ""
-
-
-def idle(service: RunningService, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = service.get_json("/health")
-        assert status == 200 and isinstance(body, dict), (status, body)
-        if body["active_calls"] == 0:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-
-
-def speech_frames_of(words: list[str], lang: str, codec: str = "PCMA") -> int:
-    library = PromptLibrary(REPO / "prompts")
-    audio = b"".join(library.encoded(lang, w, codec) for w in words)
-    return sum(1 for i in range(0, len(audio), 160) if set(audio[i : i + 160]) - SILENT)
+    return devices.feature_code(service, code, account, next_workdir(tmp, "code"))
 
 
 def api(
     service: RunningService, method: str, path: str, user: str | None, body: object = None
 ) -> tuple[int, Any]:
     """``/api/v1{path}`` with a bearer token of ``user`` (None: no token)."""
-    headers = {"Content-Type": "application/json"}
-    if user is not None:
-        token = new_token()
-        with SqliteStore(service.db) as store:
-            store.tokens.add(
-                token_hash=token_hash(token),
-                user=user,
-                admin=False,
-                label="queue test",
-                created_at=datetime.now(TZ),
-            )
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{service.http_port}/api/v1{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers=headers,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    token = None if user is None else add_token(service, user, label="queue test")
+    data = None if body is None else json.dumps(body).encode()
+    client = Client(service, token, timeout=5)
+    answer = client.call(method, f"/api/v1{path}", data, content_type="application/json")
+    return answer.status, json.loads(answer.body or b"null")
 
 
-def queue_records(service: RunningService, count: int, timeout: float = 5.0) -> list[Any]:
+def only_bengt_rings(
+    service: RunningService, tmp: Path, sink: RtpSink, other: RtpSink, why: str
+) -> None:
+    """Anna calls the queue: Bengt's desk rings and answers, Carol's (``why``) never rings."""
+    bengt = device(service, BENGT, "b2b_device_answer.xml", tmp, sink)
+    carol = device(service, CAROL, "b2b_device_ring.xml", tmp, other)
+    caller = call(service, "b2b_call.xml", tmp, sink)
+    assert caller.returncode == 0 and caller.successful == 1, caller.explain()
+    bengt_result = bengt.wait()
+    carol.stop()
+    assert bengt_result.returncode == 0, bengt_result.explain()
+    assert received(bengt_result, "INVITE ")
+    assert not received(carol.wait(), "INVITE "), why
+
+
+def queue_records(
+    service: RunningService, count: int, timeout: float = 5.0, queue: str = SALES
+) -> list[Any]:
     """The queue calls' records, newest first, once ``count`` are written (bounded poll)."""
     deadline = time.monotonic() + timeout
     while True:
         with SqliteStore(service.db) as store:
-            found = [r for r in store.call_records.list(user=SALES) if r.kind == "queue"]
+            found = [r for r in store.call_records.list(user=queue) if r.kind == "queue"]
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
@@ -342,15 +191,7 @@ def test_a_member_at_lunch_is_skipped_even_when_logged_in(
     )
     assert audit_actions(service, "1003")[:2] == ["queue_login", "activate"]
 
-    bengt = device(service, BENGT, "b2b_device_answer.xml", tmp_path, sink)
-    carol = device(service, CAROL, "b2b_device_ring.xml", tmp_path, other)
-    caller = call(service, "b2b_call.xml", tmp_path, sink)
-    assert caller.returncode == 0 and caller.successful == 1, caller.explain()
-    bengt_result = bengt.wait()
-    carol.stop()
-    assert bengt_result.returncode == 0, bengt_result.explain()
-    assert received(bengt_result, "INVITE ")
-    assert not received(carol.wait(), "INVITE "), "a member at lunch must not ring"
+    only_bengt_rings(service, tmp_path, sink, other, "a member at lunch must not ring")
     assert "1003 skipped: Lunch (away)" in service.log()
     with SqliteStore(service.db, recordings_dir=tmp_path / "recordings") as store:
         assert store.voicemail.list("1003") == [], "never sent to their own voicemail"
@@ -380,15 +221,7 @@ def test_star_45_logs_a_member_out_and_the_next_call_does_not_ring_them(
     assert api(service, "GET", "/queues/billing", "1002")[0] == 404
     assert api(service, "GET", "/queues", None)[0] == 401
 
-    bengt = device(service, BENGT, "b2b_device_answer.xml", tmp_path, sink)
-    carol = device(service, CAROL, "b2b_device_ring.xml", tmp_path, other)
-    caller = call(service, "b2b_call.xml", tmp_path, sink)
-    assert caller.returncode == 0 and caller.successful == 1, caller.explain()
-    bengt_result = bengt.wait()
-    carol.stop()
-    assert bengt_result.returncode == 0, bengt_result.explain()
-    assert received(bengt_result, "INVITE ")
-    assert not received(carol.wait(), "INVITE "), "a logged-out member must not ring"
+    only_bengt_rings(service, tmp_path, sink, other, "a logged-out member must not ring")
     assert "1003 logged out (phone)" in service.log()
     assert idle(service), "call state left behind"
 
@@ -440,3 +273,49 @@ def test_a_forward_fallback_is_routed_like_any_forward(
         expected,
     )
     assert idle(service), "call state left behind"
+
+
+# -- members' mobiles (MEX) ------------------------------------------------------------
+
+TRUNK_HOST = "127.0.0.2"
+
+
+def test_a_queue_rings_a_member_s_mobile_through_the_trunk_when_their_login_names_it(
+    tmp_path: Path, start_ivr: StartIvr, sipp_binary: str, sink: RtpSink, other: RtpSink
+) -> None:
+    # The standard profile logs into the queues ringing desk, softphone and mobile: Anna
+    # (support, 2001) has a mobile device; no desk phone is registered, so only it rings.
+    text = demo_config_text(tmp_path)
+    login = 'queues = [{ queue = "*", ring = ["desk", "softphone"] }]'
+    assert login in text
+    text = text.replace(login, login.replace('"softphone"]', '"softphone", "mobile"]'), 1)
+    port = free_port(TRUNK_HOST)
+    service = start_ivr(
+        "--trunk", f"sip:{TRUNK_HOST}:{port}", config=write_config(tmp_path, text), clean_log=True
+    )
+    uas = Sipp(
+        scenario="trunk_uas.xml",
+        local_host=TRUNK_HOST,
+        local_port=port,
+        keys={"rtp_port": str(other.port)},
+        timeout=40,
+        workdir=tmp_path / "trunk",
+    ).start()
+    workdir = next_workdir(tmp_path, "caller")
+    caller = devices.place_call(service, "b2b_call.xml", sink.port, workdir, "2001", caller=CAROL)
+    assert caller.returncode == 0 and caller.successful == 1, caller.explain()
+    mobile = uas.wait()
+    assert mobile.returncode == 0, mobile.explain()
+    (invite,) = received(mobile, "INVITE ")
+    assert invite.startswith(f"INVITE sip:+46701740605@{TRUNK_HOST}:{port}")
+    # Carol's caller-ID (her standard profile: the DID on the desk), Anna diverting.
+    assert header(invite, "From").startswith(f'"Carol Clark" <sip:+46846500403@{DOMAIN}>')
+    assert header(invite, "P-Asserted-Identity") == f"<sip:+46846500403@{DOMAIN}>"
+    assert header(invite, "Diversion").startswith(f"<sip:+46846500401@{DOMAIN}>;reason=follow-me")
+    assert f"m=audio {sink.port} " in invite, "the caller's offer, passed through"
+    ok = next(m for m in received(caller, "SIP/2.0 200") if "INVITE" in header(m, "CSeq"))
+    assert f"m=audio {other.port} " in ok
+    assert idle(service), "call state left behind"
+    (record,) = queue_records(service, 1, queue="2001")
+    assert record.outcome == "answered", record
+    assert [(leg.device, leg.answered) for leg in record.legs] == [("1001-mobile", True)]

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ivr.testing.devices import auth_row
 from ivr.testing.sipp import Sipp
 
 pytestmark = pytest.mark.e2e
-
-DOMAIN = "ivr.local"
-
-
-def auth_row(user: str, password: str) -> list[str]:
-    return [user, f"[authentication username={user} password={password}]", DOMAIN]
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])

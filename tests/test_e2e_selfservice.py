@@ -21,11 +21,7 @@ on sleeps counted from the answer; SIPp streams are scripted with generous margi
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile as sf
-from conftest import require_binary
+from conftest import StartIvr, require_binary
 from test_e2e_softphone import correlate, heard_codec, load, phrase_match
 
 from ivr import greetings
@@ -42,15 +38,19 @@ from ivr.media import g711, phrases
 from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
 from ivr.testing.baresip import Baresip
+from ivr.testing.demo_config import demo_config_text, write_config
+from ivr.testing.devices import DOMAIN
+from ivr.testing.devices import auth_row as row
 from ivr.testing.pcap import RtpStream
-from ivr.testing.service import DEFAULT_CONFIG, RunningService, ServiceError, start_service
+from ivr.testing.polling import poll
+from ivr.testing.rtp_sink import RtpSink
+from ivr.testing.service import RunningService
 from ivr.testing.sipp import Sipp, SippResult
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Europe/Stockholm")
-DOMAIN = "ivr.local"
 LIBRARY = PromptLibrary(REPO / "prompts")
 ANNA = ("1001", "anna-desk-1001")
 ANNA_SOFT = ("1001-soft", "anna-soft-1001")
@@ -64,84 +64,23 @@ Signal = npt.NDArray[np.float64]
 # --- helpers -------------------------------------------------------------------------
 
 
-@dataclass
-class RtpSink:
-    """A UDP receiver standing in for a phone's RTP port; decodes what it got."""
-
-    packets: list[bytes] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port: int = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            if len(data) >= 12:
-                self.packets.append(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def audio(self) -> Signal:
-        """The G.711 audio received, in arrival order, as floats."""
-        chunks = []
-        for packet in self.packets:
-            pt = packet[1] & 0x7F
-            codec = {0: "PCMU", 8: "PCMA"}.get(pt)
-            if codec is not None:
-                chunks.append(g711.decode(codec, packet[12:]))
-        pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-        return pcm.astype(np.float64) / 32768.0
-
-
 @pytest.fixture
-def sink() -> Iterator[RtpSink]:
-    made = RtpSink()
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[RunningService]:
+def service(tmp_path: Path, start_ivr: StartIvr) -> RunningService:
     """The demo company, recordings in ``tmp_path``, Anna without her lunch schedule (a
     call to her goes to voicemail at once at any hour), MD5-only challenges (baresip)."""
-    text = DEFAULT_CONFIG.read_text()
-    text = text.replace('prompts_dir = "prompts"', f'prompts_dir = "{REPO / "prompts"}"')
-    recordings = tmp_path / "recordings"
-    text = text.replace('recordings_dir = "recordings"', f'recordings_dir = "{recordings}"')
     text, removed = re.subn(
-        r'\[\[users\.schedules\]\]\nid = "lunch"\n(?:[^\[\n][^\n]*\n)*', "", text, count=1
+        r'\[\[users\.schedules\]\]\nid = "lunch"\n(?:[^\[\n][^\n]*\n)*',
+        "",
+        demo_config_text(tmp_path),
+        count=1,
     )
     assert removed == 1, "the demo config changed: Anna's lunch schedule not found"
-    config = tmp_path / "ivr.toml"
-    config.write_text(text)
-    try:
-        running = start_service(tmp_path, "--auth-algorithms", "MD5", config=config)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
-    assert "Traceback" not in running.log(), running.log()
+    config = write_config(tmp_path, text)
+    return start_ivr("--auth-algorithms", "MD5", config=config, clean_log=True)
 
 
 def recordings(service: RunningService) -> Path:
     return service.db.parent / "recordings"
-
-
-def row(user: str, password: str) -> list[str]:
-    return [user, f"[authentication username={user} password={password}]", DOMAIN]
 
 
 def speech(words: list[str], lang: str = "sv") -> npt.NDArray[np.int16]:
@@ -182,15 +121,6 @@ def keys(stream: RtpStream, entry: str, gap_ms: float = 200) -> RtpStream:
     for key in entry:
         stream.event(key, 100).silence(gap_ms)
     return stream
-
-
-def poll(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def wait_log(service: RunningService, pattern: str, count: int = 1, timeout: float = 30) -> None:

@@ -20,9 +20,7 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,8 +35,10 @@ from conftest import require_binary
 
 from ivr.media import g711, phrases
 from ivr.media.prompts import PromptLibrary
+from ivr.testing.api import health, profile
 from ivr.testing.baresip import Baresip
-from ivr.testing.service import RunningService, ServiceError, start_service
+from ivr.testing.polling import poll
+from ivr.testing.service import RunningService
 
 pytestmark = pytest.mark.e2e
 
@@ -172,48 +172,11 @@ def heard_codec(phone: Baresip) -> str:
     return found[-1]
 
 
-def poll(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Bounded polling of HTTP state."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def health(service: RunningService) -> dict[str, Any]:
-    """GET /health."""
-    status, body = service.get_json("/health")
-    assert status == 200 and isinstance(body, dict), (status, body)
-    return body
-
-
-def profile(service: RunningService, ext: str) -> dict[str, Any]:
-    """GET /api/users/{ext}/profile."""
-    status, view = service.get_json(f"/api/users/{ext}/profile")
-    assert status == 200 and isinstance(view, dict), (status, view)
-    return view
-
-
 def load(path: Path) -> Signal:
     """A recording as 8 kHz mono floats."""
     data, rate = sf.read(str(path), dtype="float64", always_2d=True)
     assert rate == 8000, f"{path.name}: {rate} Hz"
     return data.mean(axis=1)
-
-
-@pytest.fixture
-def md5_service(tmp_path: Path) -> Iterator[RunningService]:
-    """`ivr serve` challenging with MD5 only (what libre 1.1 can answer), strict uri."""
-    try:
-        flags = ["--auth-algorithms", "MD5", "--auth-uri-check", "strict"]
-        running = start_service(tmp_path, *flags, sipp_compatible=False)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
 
 
 def softphone(

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sip_client import Reply, TcpClient, UdpClient, options
 
-from ivr.testing.service import RunningService, ServiceError, start_service
+from ivr.testing.service import RunningService
 
 pytestmark = pytest.mark.e2e
 
@@ -356,14 +356,8 @@ def assert_survived(service: RunningService) -> None:
 
 
 @pytest.fixture
-def torture_service(tmp_path: Path) -> Iterator[RunningService]:
-    try:
-        running = start_service(tmp_path)
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
+def torture_service(service: RunningService) -> RunningService:
+    return service
 
 
 def test_corpus_is_complete_and_intact() -> None:

@@ -7,13 +7,13 @@ import errno
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import StartIvr
 from sip_client import Reply, TcpClient, UdpClient, new_branch, options
 
-from ivr.testing.service import DEFAULT_CONFIG, RunningService, ServiceError, start_service
+from ivr.testing.service import DEFAULT_CONFIG, RunningService
 
 pytestmark = pytest.mark.e2e
 
@@ -34,17 +34,13 @@ def config_with(tmp_path: Path, **sip: str) -> Path:
 
 
 @pytest.fixture
-def custom_service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningService]:
+def custom_service(
+    tmp_path: Path, request: pytest.FixtureRequest, start_ivr: StartIvr
+) -> RunningService:
     """A service whose ``[sip]`` settings are the (indirect) parameter, e.g.
     ``{"tcp_idle_timeout": "1.0"}``."""
     settings: dict[str, str] = request.param
-    try:
-        running = start_service(tmp_path, config=config_with(tmp_path, **settings))
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
+    return start_ivr(config=config_with(tmp_path, **settings))
 
 
 def server_of(service: RunningService) -> tuple[str, int]:

@@ -21,28 +21,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import StartIvr
 from test_e2e_b2bua import (
-    ANNA,
     DESK,
-    DOMAIN,
     REPO,
     TZ,
-    RtpSink,
-    _after,
     call,
     device,
     feature_code,
-    header,
-    idle,
     next_1300,
-    received,
 )
 
-from ivr.media import phrases
+from ivr.media import g711, phrases
 from ivr.media.prompts import PromptLibrary
 from ivr.store.sqlite import SqliteStore
+from ivr.testing.api import idle
+from ivr.testing.demo_config import demo_config_text, replace_after, write_config
+from ivr.testing.devices import ANNA, DOMAIN
 from ivr.testing.pcap import RtpStream
-from ivr.testing.service import DEFAULT_CONFIG, RunningService, ServiceError, start_service
+from ivr.testing.rtp_sink import RtpSink
+from ivr.testing.service import RunningService
+from ivr.testing.sip_trace import header, received
 from ivr.testing.sipp import Sipp, SippProcess, SippResult, free_port
 
 pytestmark = pytest.mark.e2e
@@ -78,42 +77,29 @@ def trunk() -> Trunk:
 
 
 @pytest.fixture
-def service(tmp_path: Path, trunk: Trunk) -> Iterator[RunningService]:
+def service(tmp_path: Path, trunk: Trunk, start_ivr: StartIvr) -> RunningService:
     """The demo company, 127.0.0.2 trusted as the trunk and the trunk at SIPp's port;
     Tjänsteresa forwards to a Swedish mobile, Semester abroad, Tillfälligt ute to the
     Swedish mobile after the spoken redirect; Lunch shows the main
     number and Möte hides it on desk phones; VIP callers ring the desk in Möte."""
-    text = DEFAULT_CONFIG.read_text()
-    text = text.replace('prompts_dir = "prompts"', f'prompts_dir = "{REPO / "prompts"}"')
-    recordings = tmp_path / "recordings"
-    text = text.replace('recordings_dir = "recordings"', f'recordings_dir = "{recordings}"')
+    text = demo_config_text(tmp_path)
     text = text.replace("ring_seconds = 25", "ring_seconds = 3", 1)
     text = text.replace("trusted_peers = []", f'trusted_peers = ["{TRUNK_HOST}/32"]', 1)
     redirect = 'then = ["redirect", "voicemail"]'
-    text = _after(text, 'id = "trip"', redirect, f'then = "forward:{EXTERNAL}"')
-    text = _after(text, 'id = "vacation"', redirect, f'then = "forward:{ABROAD}"')
-    text = _after(text, 'id = "out"', redirect, f'then = ["redirect", "forward:{EXTERNAL}"]')
-    text = _after(
+    text = replace_after(text, 'id = "trip"', redirect, f'then = "forward:{EXTERNAL}"')
+    text = replace_after(text, 'id = "vacation"', redirect, f'then = "forward:{ABROAD}"')
+    text = replace_after(text, 'id = "out"', redirect, f'then = ["redirect", "forward:{EXTERNAL}"]')
+    text = replace_after(
         text, 'id = "lunch"', "mex_off = true", 'mex_off = true\ncaller_id = { desk = "main" }'
     )
-    text = _after(
+    text = replace_after(
         text, 'id = "meeting"', "mex_off = true", 'mex_off = true\ncaller_id = { desk = "hidden" }'
     )
     mobile_only = 'exceptions = [{ dialled = "mobile", ring = ["mobile"] }]'
     vip_too = f'{mobile_only[:-1]}, {{ caller = "vip", ring = ["desk"] }}]'
-    text = _after(text, 'id = "meeting"', mobile_only, vip_too)
-    config = tmp_path / "ivr.toml"
-    config.write_text(text)
-    try:
-        running = start_service(
-            tmp_path, "--trunk", f"sip:{TRUNK_HOST}:{trunk.port}", config=config
-        )
-    except ServiceError as exc:
-        pytest.fail(str(exc))
-    yield running
-    code = running.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{running.log()}"
-    assert "Traceback" not in running.log(), running.log()
+    text = replace_after(text, 'id = "meeting"', mobile_only, vip_too)
+    trunk_uri = f"sip:{TRUNK_HOST}:{trunk.port}"
+    return start_ivr("--trunk", trunk_uri, config=write_config(tmp_path, text), clean_log=True)
 
 
 @pytest.fixture
@@ -286,6 +272,19 @@ def test_an_external_forward_goes_to_the_trunk_with_diversion_and_the_allow_list
     assert header(invite, "From").startswith(f'"Anna Andersson" <sip:+46846500401@{DOMAIN}>')
     assert header(invite, "Max-Forwards") == "68", "one hop for us, one for the forward"
 
+    # Anna in Möte hides her number on the desk phone: so does the forwarded call.
+    feature_code(service, "*23*3%23", ANNA, tmp_path)
+    uas = trunk.uas("trunk_uas.xml", tmp_path, sinks["trunk"])
+    caller = call(service, "b2b_call.xml", sinks["caller"], tmp_path, "1002")
+    assert caller.returncode == 0 and caller.successful == 1, caller.explain()
+    forwarded = uas.wait()
+    assert forwarded.returncode == 0, forwarded.explain()
+    (hidden,) = received(forwarded, "INVITE ")
+    assert header(hidden, "From").startswith('"Anonymous" <sip:anonymous@anonymous.invalid>')
+    assert header(hidden, "Privacy") == "id"
+    assert header(hidden, "P-Asserted-Identity") == f"<sip:+46846500401@{DOMAIN}>"
+    assert header(hidden, "Diversion").startswith(f"<sip:+46846500402@{DOMAIN}>")
+
     feature_code(service, "*23*7%23", DESK, tmp_path)  # Semester: forward abroad
     assert refused_from_trunk(service, "+46846500402", sinks["caller"], tmp_path) == 403
     assert "not on the trunk allow-list" in service.log()
@@ -367,10 +366,13 @@ def test_key_1_during_the_redirect_rings_the_mobile_through_the_trunk(
     assert invite.startswith(f"INVITE sip:+46701740605@{TRUNK_HOST}:{trunk.port}")
     assert header(invite, "From").startswith(f'"Extern" <sip:+46855512345@{DOMAIN}>')
     assert header(invite, "Diversion").startswith(f"<sip:+46846500401@{DOMAIN}>;reason=follow-me")
-    assert f"m=audio {sinks['caller'].port} " in invite, "the caller's own offer"
-    # The caller was moved to the mobile: re-INVITEd with the mobile's SDP, then its BYE.
+    assert "m=audio" not in invite, "no offer: the mobile offers (RFC 3725 flow I)"
+    # The caller was moved to the mobile: re-INVITEd with the mobile's offer; the caller's
+    # answer went on to the mobile in its ACK; then the mobile's BYE.
     (reinvite,) = received(result, "INVITE ")
     assert f"m=audio {sinks['trunk'].port} " in reinvite
+    (ack,) = received(mobile, "ACK ")
+    assert f"m=audio {sinks['caller'].port} RTP/AVP 8 101" in ack, "the caller's answer"
     assert header(reinvite, "CSeq") == "1 INVITE"  # our first request in the dialog
     assert received(result, "ACK ") and received(result, "BYE ")
     assert received(mobile, "SIP/2.0 200"), "the mobile's BYE reached the caller and back"
@@ -380,6 +382,57 @@ def test_key_1_during_the_redirect_rings_the_mobile_through_the_trunk(
     full = sum(PromptLibrary(REPO / "prompts").duration("sv", w) for w in words)
     moved = (when(result, "received", "INVITE ") - when(result, "sent", "ACK ")).total_seconds()
     assert 1.0 <= moved < min(2.5, full - 0.5), (moved, full)
+    assert idle(service), "call state left behind"
+
+
+def tone_share(payload: bytes, codec: str, hz: float) -> float:
+    """How much of a frame's energy is one sine at ``hz`` (1.0: a pure tone)."""
+    x = g711.decode(codec, payload).astype(np.float64)
+    energy = float(np.dot(x, x))
+    if energy < 1e3 * len(x):  # silence (or nearly)
+        return 0.0
+    t = np.arange(len(x)) / 8000
+    return 2 * abs(np.dot(x, np.exp(-2j * np.pi * hz * t))) ** 2 / (len(x) * energy)
+
+
+def test_the_caller_hears_ringback_while_key_1_rings_the_mobile(
+    service: RunningService,
+    sipp_binary: str,
+    trunk: Trunk,
+    sinks: dict[str, RtpSink],
+    tmp_path: Path,
+) -> None:
+    feature_code(service, "*23*2*1300%23", ANNA, tmp_path)  # Lunch: offers the mobile
+    uas = trunk.uas("trunk_uas_ringing.xml", tmp_path, sinks["trunk"])  # rings 0.8 s
+    workdir = tmp_path / "keys"
+    workdir.mkdir()
+    keys_capture(workdir / "keys.pcap", "1", 300)
+    heard = RtpSink(TRUNK_HOST)  # the caller's SDP names SIPp's address
+    try:
+        result = from_trunk(
+            service, "trunk_call_keys.xml", "+46846500401", heard, tmp_path, workdir=workdir
+        )
+    finally:
+        heard.close()
+    assert result.returncode == 0 and result.successful == 1, result.explain()
+    mobile = uas.wait()
+    assert mobile.returncode == 0, mobile.explain()
+    assert received(result, "INVITE "), "moved to the mobile"
+    # What we sent the caller: the redirect (speech), then 425 Hz while the mobile rang.
+    ours = [p for p in heard.packets if p.payload_type == 8]
+    tones = [p for p in ours if tone_share(p.payload, "PCMA", 425.0) > 0.9]
+    assert not [p for p in ours if tone_share(p.payload, "PCMA", 1000.0) > 0.9]
+    assert 25 <= len(tones) <= 46, len(tones)  # 1 s on, cut short by the answer at 0.8 s
+    first, last = tones[0].at, tones[-1].at
+    key = when(result, "sent", "ACK ").timestamp() + 1.0  # keys.pcap: the key 1 s in
+    answered = when(result, "received", "INVITE ").timestamp()  # the re-INVITE
+    assert key < first < key + 0.6, first - key
+    assert last <= answered + 0.1, last - answered
+    assert answered - first < 1.2
+    # Contiguous: no gap inside the tone, and nothing of it after the answer.
+    steps = np.diff([p.sequence for p in tones])
+    assert set(steps.tolist()) == {1}, steps
+    assert all(p.at <= answered + 0.1 for p in ours if p.at > first)
     assert idle(service), "call state left behind"
 
 
@@ -427,9 +480,11 @@ def test_key_0_during_the_redirect_moves_the_caller_to_the_operator(
     (invite,) = received(desk_result, "INVITE ")
     assert invite.startswith("INVITE sip:1000@127.0.0.1:")
     assert header(invite, "From").startswith(f'"Extern" <sip:+46855512345@{DOMAIN}>')
-    assert f"m=audio {sinks['caller'].port} " in invite, "the caller's own offer"
+    assert "m=audio" not in invite, "no offer: the desk offers"
     (reinvite,) = received(result, "INVITE ")
     assert f"m=audio {sinks['desk'].port} " in reinvite
+    (ack,) = received(desk_result, "ACK ")
+    assert f"m=audio {sinks['caller'].port} " in ack, "the caller's answer"
     (bye,) = received(result, "BYE ")  # the reception hung up; the BYE was relayed
     assert header(bye, "Call-ID") == header(reinvite, "Call-ID")
     assert idle(service), "call state left behind"

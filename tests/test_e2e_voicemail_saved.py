@@ -6,14 +6,13 @@ against the served OpenAPI document (through the shared client).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_e2e_admin import TZ
-from test_e2e_admin_directory import Clients, _config, _start, audit
+from test_e2e_admin_directory import Clients, audit
 
 from ivr.store.sqlite import SqliteStore
 from ivr.testing.service import RunningService
@@ -22,12 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[RunningService]:
-    _config(tmp_path)
-    service = _start(tmp_path)
-    yield service
-    code = service.stop()
-    assert code == 0, f"ivr serve exited {code}:\n{service.log()}"
+def running(demo_service: RunningService) -> RunningService:
+    return demo_service
 
 
 def test_saved_is_shown_and_set_over_the_api(tmp_path: Path, running: RunningService) -> None:

@@ -30,6 +30,7 @@ PURE_MODULES = (
     "trunk.py",
     "directory.py",
     "call_records.py",
+    "metrics.py",
 )
 IO_LIBRARIES = ("twisted", "socket", "sqlite3", "soundfile", "subprocess", "threading", "asyncio")
 

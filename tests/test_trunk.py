@@ -4,7 +4,9 @@ and diversion headers, trunk legs in the B2BUA, and the ``[trunk]`` config table
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -15,15 +17,20 @@ from ivr.b2bua import (
     Local,
     NotReached,
     Ref,
+    Reply,
+    RequestReceived,
     RespondCaller,
     Responded,
     Send,
     SendAck,
     Track,
+    declining_answer,
 )
 from ivr.cli import CliError, _with_trunk
-from ivr.config import ConfigError, load_config
+from ivr.config import Config, ConfigError, load_config
 from ivr.routing.numbers import NumberPlan
+from ivr.routing.profiles import activate
+from ivr.routing.state import UserState
 from ivr.sip.build import make_response
 from ivr.sip.core import Peer
 from ivr.sip.dialog import Dialog
@@ -39,6 +46,7 @@ from ivr.trunk import (
     parse_peer,
     trunk_target,
 )
+from ivr.user_calls import caller_device_kind, mobile_targets, public_identity
 
 REPO = Path(__file__).resolve().parents[1]
 SE = NumberPlan(region="SE")
@@ -295,7 +303,7 @@ def test_the_trunk_flag_overrides_the_peer_and_keeps_the_rest() -> None:
 # -- moving a caller we answered (keys during the redirect) -------------------------
 
 OFFER = b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
-MOBILE_SDP = OFFER.replace(b"127.0.0.2", b"192.0.2.10")
+MOBILE_SDP = OFFER.replace(b"127.0.0.2", b"192.0.2.10") + b"m=audio 30000 RTP/AVP 0\r\n"
 CALLER = Peer("udp", "127.0.0.2", 5071)
 
 
@@ -329,41 +337,87 @@ def _leg_reply(bridge: Bridge, status: int, body: bytes = b"") -> list[Action]:
     return bridge.handle(Responded(Ref("invite", 0), response))
 
 
+def _caller_answer(bridge: Bridge, actions: list[Action], status: int, body: bytes) -> Send:
+    (reinvite,) = [a for a in actions if isinstance(a, Send)]
+    headers = [("Contact", "<sip:x@127.0.0.2:5071>")]
+    if body:
+        headers.append(("Content-Type", "application/sdp"))
+    return reinvite, make_response(reinvite.request, status, headers=headers, body=body)
+
+
+CALLER_ANSWER = OFFER.replace(b"o=- 1 1", b"o=- 1 2") + b"m=audio 40000 RTP/AVP 0\r\n"
+
+
 def test_an_answered_caller_is_moved_with_a_reinvite_not_a_second_200() -> None:
     bridge, ours = _answered_bridge()
     (send, _timer) = bridge.start()
-    assert isinstance(send, Send) and send.request.body == OFFER  # the caller's own offer
+    # RFC 3725 flow I: the caller's first offer is spent; the leg is asked to offer.
+    assert isinstance(send, Send) and send.request.body == b""
+    assert send.request.headers.get("content-type") is None
     assert _leg_reply(bridge, 180) == [], "the caller has our 200: no 180 for it"
     actions = _leg_reply(bridge, 200, MOBILE_SDP)
     assert not [a for a in actions if isinstance(a, RespondCaller)]
-    acks = [a for a in actions if isinstance(a, SendAck)]
-    assert [a.peer for a in acks] == [TRUNK.peer]
-    (reinvite,) = [a for a in actions if isinstance(a, Send)]
+    assert not [a for a in actions if isinstance(a, SendAck)], "the ACK waits for the answer"
+    assert _leg_reply(bridge, 200, MOBILE_SDP) == [], "a retransmitted 200: still waiting"
+    reinvite, ok = _caller_answer(bridge, actions, 200, CALLER_ANSWER)
     assert reinvite.peer == CALLER and reinvite.ref == Ref("moved", 0)
     request = reinvite.request
-    assert request.method == "INVITE" and request.body == MOBILE_SDP
+    assert request.method == "INVITE" and request.body == MOBILE_SDP  # the leg's offer
+    assert request.headers.get("content-type") == "application/sdp"
     assert request.headers.get("call-id") == ours.call_id
     assert request.headers.count("contact") == 1
     assert [a.side for a in actions if isinstance(a, Track)] == ["caller", "callee"]
     assert any(isinstance(a, Answered) for a in actions)
 
-    ok = make_response(request, 200, headers=[("Contact", "<sip:x@127.0.0.2:5071>")])
-    (ack,) = bridge.handle(Responded(Ref("moved", 0), ok))
-    assert isinstance(ack, SendAck) and ack.peer == CALLER
-    assert ack.ack.headers.get("cseq") == request.headers.get("cseq", "").replace("INVITE", "ACK")
-    # A retransmitted 200 is ACKed again, with the same ACK.
-    assert bridge.handle(Responded(Ref("moved", 0), ok)) == [ack]
+    # The caller's answer: ACK the caller, then the mobile with the answer in its ACK.
+    to_caller, to_leg = bridge.handle(Responded(Ref("moved", 0), ok))
+    assert isinstance(to_caller, SendAck) and to_caller.peer == CALLER
+    cseq = request.headers.get("cseq", "").replace("INVITE", "ACK")
+    assert to_caller.ack.headers.get("cseq") == cseq and to_caller.ack.body == b""
+    assert isinstance(to_leg, SendAck) and to_leg.peer == TRUNK.peer
+    assert to_leg.ack.body == CALLER_ANSWER
+    assert to_leg.ack.headers.get("content-type") == "application/sdp"
+    assert to_leg.ack.headers.get("cseq") == "1 ACK"
+    # Retransmitted 200s are ACKed again, each side with the same ACK.
+    assert bridge.handle(Responded(Ref("moved", 0), ok)) == [to_caller]
+    assert _leg_reply(bridge, 200, MOBILE_SDP) == [to_leg]
 
 
 def test_a_caller_refusing_the_move_ends_both_sides() -> None:
     bridge, _ours = _answered_bridge()
     bridge.start()
     actions = _leg_reply(bridge, 200, MOBILE_SDP)
-    (reinvite,) = [a for a in actions if isinstance(a, Send)]
-    refused = make_response(reinvite.request, 488)
-    byes = bridge.handle(Responded(Ref("moved", 0), refused))
-    assert sorted(a.peer.host for a in byes if isinstance(a, Send)) == ["127.0.0.2", "192.0.2.10"]
-    assert all(a.request.method == "BYE" for a in byes if isinstance(a, Send))
+    _reinvite, refused = _caller_answer(bridge, actions, 488, b"")
+    after = bridge.handle(Responded(Ref("moved", 0), refused))
+    # The mobile's offer is declined in its ACK (every stream on port 0), then BYE both.
+    (ack,) = [a for a in after if isinstance(a, SendAck)]
+    assert ack.peer == TRUNK.peer and b"m=audio 0 RTP/AVP" in ack.ack.body
+    byes = [a for a in after if isinstance(a, Send)]
+    assert sorted(a.peer.host for a in byes) == ["127.0.0.2", "192.0.2.10"]
+    assert all(a.request.method == "BYE" for a in byes)
+    assert after.index(ack) < after.index(byes[0]), "the 2xx is ACKed before its BYE"
+
+
+def test_a_caller_hanging_up_before_answering_the_move_acks_the_leg_first() -> None:
+    bridge, ours = _answered_bridge()
+    bridge.start()
+    _leg_reply(bridge, 200, MOBILE_SDP)
+    # The caller hangs up (BYE on our dialog) before it answered the re-INVITE.
+    request = ours.create_request("BYE", Ids(random.Random(3)), "127.0.0.2", 5071, "udp")
+    after = bridge.handle(RequestReceived("caller", request, "token"))
+    assert isinstance(after[0], Reply) and after[0].status == 200
+    (ack,) = [a for a in after if isinstance(a, SendAck)]
+    (leg_bye,) = [a for a in after if isinstance(a, Send)]
+    assert ack.peer == leg_bye.peer == TRUNK.peer
+    assert after.index(ack) < after.index(leg_bye)
+
+
+def test_a_leg_answering_an_answered_caller_without_an_offer_is_cleared() -> None:
+    bridge, _ours = _answered_bridge()
+    bridge.start()
+    actions = _leg_reply(bridge, 200)  # no SDP: RFC 3261 §13.3.1.4 wants an offer here
+    assert [type(a) for a in actions if isinstance(a, SendAck | Send)] == [SendAck, Send]
+    assert any(isinstance(a, NotReached) for a in actions)
 
 
 def test_no_answer_leaves_the_answered_caller_to_the_plan() -> None:
@@ -374,20 +428,97 @@ def test_no_answer_leaves_the_answered_caller_to_the_plan() -> None:
     assert not [a for a in actions if isinstance(a, Send | RespondCaller)]
 
 
-def test_moving_needs_the_caller_s_offer() -> None:
+def test_a_declining_answer_rejects_every_stream() -> None:
+    offer = OFFER + b"m=audio 4000 RTP/AVP 0 101\r\na=sendrecv\r\nm=video 5000 RTP/AVP 96\r\n"
+    answer = declining_answer(offer).decode()
+    assert "m=audio 0 RTP/AVP 0 101\r\n" in answer and "m=video 0 RTP/AVP 96\r\n" in answer
+    assert "a=" not in answer and answer.startswith("v=0\r\no=")
+
+
+# -- who a forwarded or MEX leg shows: the calling user's profile -------------------
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("Europe/Stockholm"))  # a Monday
+
+
+def _meeting_hides(tmp_path: Path) -> Config:
+    old = 'exceptions = [{ dialled = "mobile", ring = ["mobile"] }]'
+    hides = f'{old}\ncaller_id = {{ desk = "hidden", softphone = "main" }}'
+    return load_config(_config(tmp_path, old, hides))
+
+
+def _in(config: Config, profile: str) -> UserState:
+    found = config.rules.profile(profile)
+    return activate(UserState(user="1001"), found, None, "1001", "phone", NOW)
+
+
+def test_a_user_s_call_out_shows_the_caller_id_of_their_profile_and_device(
+    tmp_path: Path,
+) -> None:
+    config = _meeting_hides(tmp_path)
+    anna = config.user("1001")
+    assert anna is not None
+    domain = config.sip.domain
+    standard = public_identity(anna, "desk", UserState(user="1001"), NOW, config)
+    assert standard == (
+        "+46846500401",
+        f'"Anna Andersson" <sip:+46846500401@{domain}>',
+        (("P-Asserted-Identity", f"<sip:+46846500401@{domain}>"),),
+    )
+    meeting = _in(config, "meeting")
+    shown, from_value, headers = public_identity(anna, "desk", meeting, NOW, config)
+    assert shown is None and from_value == ANONYMOUS
+    assert dict(headers) == {
+        "P-Asserted-Identity": f"<sip:+46846500401@{domain}>",
+        "Privacy": "id",
+    }
+    soft = public_identity(anna, "softphone", meeting, NOW, config)
+    assert soft[0] == config.company.main_number
+    # An activation that has run out counts no more: back to the DID.
+    later = activate(
+        UserState(user="1001"),
+        config.rules.profile("meeting"),
+        NOW,
+        "1001",
+        "phone",
+        NOW - timedelta(hours=1),
+    )
+    assert public_identity(anna, "desk", later, NOW, config)[0] == "+46846500401"
+
+
+def test_the_calling_device_kind_comes_from_its_credentials(tmp_path: Path) -> None:
+    config = load_config(REPO / "config" / "ivr.toml")
+    anna, bengt = config.user("1001"), config.user("1002")
+    assert anna is not None and bengt is not None
     invite = _invite()
-    invite.body = b""
-    ours = Dialog.as_uas(invite, "ours", "<sip:ivr@127.0.0.1:5060>", confirmed=True)
-    with pytest.raises(ValueError, match="offer"):
-        Bridge(
-            invite,
-            CALLER,
-            [trunk_target(TRUNK, "+46701740605", "m")],
-            local=Local(host="127.0.0.1", port=5060, ids=Ids(random.Random(2))),
-            local_tag="ours",
-            timeout=25.0,
-            max_forwards=69,
-            from_value="<sip:+4685@d>",
-            to_value="<sip:1001@d>",
-            answered=ours,
-        )
+    assert caller_device_kind(invite, anna, config) == "desk"  # none: a desk phone
+    invite.headers.add(
+        "proxy-authorization", 'Digest username="1001-soft", realm="r", nonce="n", uri="u"'
+    )
+    assert caller_device_kind(invite, anna, config) == "softphone"
+    assert caller_device_kind(invite, bengt, config) == "desk", "not Bengt's device"
+
+
+def test_a_mobile_leg_shows_the_caller_and_names_the_user_who_diverted(
+    tmp_path: Path,
+) -> None:
+    config = _meeting_hides(tmp_path)
+    anna, bengt = config.user("1001"), config.user("1002")
+    assert anna is not None and bengt is not None and config.trunk is not None
+    meeting = activate(
+        UserState(user="1002"), config.rules.profile("meeting"), None, "1002", "phone", NOW
+    )
+    _, from_value, headers = public_identity(bengt, "desk", meeting, NOW, config)
+    # Bengt (hidden in Möte) calls Anna; her mobile rings through the trunk.
+    (leg,) = mobile_targets(config.trunk, anna.devices, anna, config, (from_value, headers))
+    assert leg.device == "1001-mobile" and leg.uri.startswith("sip:+46701740605@")
+    assert leg.from_value == ANONYMOUS
+    assert [name.lower() for name, _ in leg.headers] == [
+        "p-asserted-identity",
+        "privacy",
+        "diversion",
+    ]
+    identity = dict(leg.headers)
+    assert identity["P-Asserted-Identity"] == f"<sip:+46846500402@{config.sip.domain}>"
+    assert identity["Diversion"].startswith(
+        f"<sip:+46846500401@{config.sip.domain}>;reason=follow-me"
+    )

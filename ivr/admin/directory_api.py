@@ -26,7 +26,15 @@ from ivr.admin import views
 from ivr.admin.errors import ApiError, forbidden, invalid, not_found
 from ivr.admin.http import ApiRequest, Reply, Route
 from ivr.admin.validate import json_object, single
-from ivr.config import Config, ConfigError, parse_device, parse_profile, parse_schedule, parse_user
+from ivr.config import (
+    Config,
+    ConfigError,
+    ConfigErrors,
+    parse_device,
+    parse_profile,
+    parse_schedule,
+    parse_user,
+)
 from ivr.directory import device_data, schedule_data
 from ivr.directory_service import Committed, DirectoryService, Inconsistent, VersionConflict
 from ivr.routing.model import Device, Profile, Schedule, User
@@ -43,6 +51,31 @@ def _strip(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value
+
+
+def bad_fields(exc: ConfigError) -> dict[str, str]:
+    """Each key a parse error names, and why (the first reason when a key repeats);
+    the keys are paths in the body (``name``, ``devices[0].password``)."""
+    found: dict[str, str] = {}
+    for error in exc.errors if isinstance(exc, ConfigErrors) else (exc,):
+        found.setdefault(error.key or "body", error.reason)
+    return found
+
+
+def refuse(
+    parse: Callable[[], object],
+    known: dict[str, str] | None = None,
+    fallback: dict[str, str] | None = None,
+) -> ApiError:
+    """The 422 for a body known to be bad, naming every field ``parse`` (which reads the
+    whole body) finds wrong, the ``known`` ones (these win), and the ``fallback`` ones
+    the parser does not name."""
+    found = dict(fallback or {})
+    try:
+        parse()
+    except ConfigError as exc:
+        found.update(bad_fields(exc))
+    return invalid({**found, **(known or {})})
 
 
 def if_match(req: ApiRequest) -> int | None:
@@ -167,8 +200,7 @@ class DirectoryApi:
     @staticmethod
     def _failed(failure: Any, kind: str, key: str, deleting: bool) -> Any:
         if failure.check(ConfigError):
-            exc: ConfigError = failure.value
-            raise invalid({exc.key or "body": exc.reason})
+            raise invalid(bad_fields(failure.value))
         if failure.check(ValueError):
             raise invalid({"body": str(failure.value)})
         if failure.check(VersionConflict):
@@ -213,13 +245,14 @@ class DirectoryApi:
         else:
             kept = {}
         devices = body.get("devices")
+        unknown: dict[str, str] = {}  # named with the parser's findings
         if isinstance(devices, list):
             out = []
             for i, item in enumerate(devices):
                 if isinstance(item, str):
                     if item not in kept:
-                        raise invalid({f"devices[{i}]": f"no device {item!r} (give a table)"})
-                    out.append(kept[item])
+                        unknown[f"devices[{i}]"] = f"no device {item!r} (give a table)"
+                    out.append(kept.get(item, item))
                     continue
                 if isinstance(item, dict):
                     item = {k: v for k, v in item.items() if k != "registrations"}
@@ -229,6 +262,8 @@ class DirectoryApi:
                 out.append(item)
             body["devices"] = out
         path = f"{API}/users" + ("" if old is None else f"/{old.extension}")
+        if unknown:
+            raise refuse(lambda: parse_user(body, config.company, config.profiles, path), unknown)
         return parse_user(body, config.company, config.profiles, path)
 
     def create_user(self, req: ApiRequest) -> defer.Deferred[Reply]:
@@ -245,7 +280,10 @@ class DirectoryApi:
             return user
 
         if not key:
-            raise invalid({"extension": "is required"})
+            config = self.config
+            raise refuse(
+                lambda: self._user_body(body, None, config), fallback={"extension": "is required"}
+            )
         d = self._commit(req, "user", key, build, "user.create", key)
         return d.addCallback(lambda c: self._user_reply(201, c.obj, c.version))
 
@@ -388,7 +426,11 @@ class DirectoryApi:
         body = profile_input(json_object(req.body, req.content_type))
         key = body.get("id")
         if not isinstance(key, str) or not key:
-            raise invalid({"id": "is required (a string)"})
+            company = self.config.company
+            raise refuse(
+                lambda: parse_profile(dict(body), company, f"{API}/profiles"),
+                fallback={"id": "is required (a string)"},
+            )
 
         def build(config: Config) -> Profile:
             profile = parse_profile(dict(body), config.company, f"{API}/profiles")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+
+from ivr.metrics import Counter, Labels
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-Labels = tuple[tuple[str, str], ...]
 
 
 def _escape(value: str) -> str:
@@ -29,24 +28,16 @@ def _number(value: float) -> str:
     return repr(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-@dataclass(slots=True)
-class Counter:
-    """A monotonically increasing count per label set."""
-
-    name: str
-    help: str
-    values: dict[Labels, float] = field(default_factory=dict)
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        self.values[key] = self.values.get(key, 0.0) + amount
-
-
 class Metrics:
     """The service's metrics: ``gauges`` are read when scraped; counters are kept."""
 
-    def __init__(self, gauges: Callable[[], Mapping[str, tuple[str, float]]]) -> None:
+    def __init__(
+        self,
+        gauges: Callable[[], Mapping[str, tuple[str, float]]],
+        extra: tuple[Counter, ...] = (),
+    ) -> None:
         self._gauges = gauges
+        self._extra = extra
         self.api_requests = Counter("ivr_api_requests_total", "HTTP API responses by status")
         self.auth_failures = Counter(
             "ivr_api_auth_failures_total", "Failed or refused bearer-token attempts by reason"
@@ -57,7 +48,7 @@ class Metrics:
 
     @property
     def counters(self) -> tuple[Counter, ...]:
-        return (self.api_requests, self.auth_failures, self.prompt_uploads)
+        return (self.api_requests, self.auth_failures, self.prompt_uploads, *self._extra)
 
     def render(self) -> str:
         """The exposition text: gauges first, then counters."""

@@ -23,6 +23,7 @@ from ivr.admin.queues_api import QueuesApi
 from ivr.admin.voicemail_api import VoicemailApi
 from ivr.config import Config
 from ivr.directory_service import DirectoryService
+from ivr.metrics import Counter
 from ivr.profile_service import ProfileService
 from ivr.prompt_import import CustomPrompts, ImportLimits
 from ivr.queue_calls import QueueService
@@ -67,6 +68,7 @@ def admin_site(
     now: Callable[[], datetime],
     limits: ImportLimits | None = None,
     limiter: FailureLimiter | None = None,
+    counters: tuple[Counter, ...] = (),
 ) -> server.Site:
     """The site: ``/health``, ``/metrics``, ``/api/users/{ext}/profile``, ``/api/v1``."""
     limits = limits or ImportLimits()
@@ -74,7 +76,7 @@ def admin_site(
     def config() -> Config:
         return directory.config
 
-    metrics = Metrics(_gauges(health))
+    metrics = Metrics(_gauges(health), counters)
 
     def auth_failed(source: str, reason: str) -> None:
         metrics.auth_failures.inc(reason=reason)

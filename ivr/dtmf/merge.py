@@ -15,7 +15,7 @@ All events of one call must share one clock (the call controller's).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ivr.dtmf.events import DigitEvent
 
@@ -26,10 +26,15 @@ class DigitMerger:
     """Per-call merge of DigitEvents; feed events in the order they arrive."""
 
     def __init__(
-        self, window: float = 0.2, prefer_signalled: bool = True, horizon: float = 10.0
+        self,
+        window: float = 0.2,
+        prefer_signalled: bool = True,
+        horizon: float = 10.0,
+        on_press: Callable[[DigitEvent], None] | None = None,
     ) -> None:
         if window < 0 or horizon <= 0:
             raise ValueError("window must be >= 0 and horizon > 0")
+        self.on_press = on_press  # told of every press passed (metrics)
         self.window = window
         self.prefer_signalled = prefer_signalled
         self.horizon = horizon
@@ -54,6 +59,8 @@ class DigitMerger:
         if duplicate or (self.prefer_signalled and rank > self._best):
             return None
         self._passed.append(event)
+        if self.on_press is not None:
+            self.on_press(event)
         return event
 
     def feed(self, events: Iterable[DigitEvent]) -> list[DigitEvent]:

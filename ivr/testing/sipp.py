@@ -49,6 +49,27 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
     raise OSError(f"no free UDP+TCP port on {host}")
 
 
+def free_media_port(host: str = "127.0.0.1") -> int:
+    """A port for SIPp's ``-mp`` whose neighbours are free too (SIPp binds mp and mp + 2,
+    audio and video, each with its RTCP port above)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        base = free_port(host)
+        socks: list[socket.socket] = []
+        try:
+            for offset in range(4):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind((host, base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise OSError(f"no four free UDP ports in a row on {host}")
+
+
 @dataclass(frozen=True, slots=True)
 class SippResult:
     """What a finished SIPp run left behind."""
@@ -119,7 +140,7 @@ class Sipp:
             cmd += ["-sf", str(path)]
         local_port = self.local_port or free_port(self.local_host)
         cmd += ["-i", self.local_host, "-p", str(local_port), "-bind_local"]
-        cmd += ["-mp", str(self.media_port or free_port(self.local_host))]
+        cmd += ["-mp", str(self.media_port or free_media_port(self.local_host))]
         cmd += ["-t", {"udp": "u1", "tcp": "t1"}[self.transport]]
         cmd += ["-m", str(self.calls)]
         if self.rate is not None:
