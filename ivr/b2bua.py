@@ -20,15 +20,17 @@ the caller to the user's mobile). Then the legs get an INVITE without SDP and th
 is connected as in RFC 3725 flow I: the winner's offer (in its 200) reaches the caller
 in a re-INVITE, and the caller's answer goes back to the winner in the ACK (RFC 3261
 §13.2.2.4: an ACK to a 2xx with an offer carries the answer; when the caller refuses,
-the ACK declines every stream and BYE follows).
+the ACK declines every stream and BYE follows). Every SDP the caller gets from then on
+keeps our ``o=`` line with its version counting up (RFC 3264 §8: one origin per session).
 
 Transitions live in one table keyed by (bridge state, event kind).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ivr.sip.core import ALLOWED_METHODS, Peer
@@ -36,6 +38,7 @@ from ivr.sip.dialog import Dialog, DialogError, DialogId
 from ivr.sip.headers import parse_cseq, parse_vias
 from ivr.sip.ids import Ids
 from ivr.sip.message import Headers, Request, Response, SipParseError
+from ivr.sip.sdp import Origin
 from ivr.sip.transaction import CancelTimer, StartTimer
 from ivr.sip.uri import UriError, parse_uri
 
@@ -84,6 +87,7 @@ _NO_BODY = ("subject", "priority")
 _REQUEST_COPIED = ("content-type", "content-disposition", "info-package", "event")
 _RESPONSE_COPIED = ("content-type", "content-disposition", "retry-after")
 _ALLOW = ", ".join(ALLOWED_METHODS)
+_ORIGIN_LINE = re.compile(rb"^o=[^\r\n]*", re.M)
 
 # Bridge states.
 RINGING = "ringing"
@@ -416,8 +420,8 @@ class Bridge:
 
     ``from_value``/``to_value`` are the legs' From (without tag) and To; ``local_tag`` is
     our To-tag toward the caller; ``max_forwards`` is what the legs carry (already
-    decremented); ``answered``: our confirmed dialog with a caller we answered already
-    (the caller's INVITE must then carry its offer). ``start()`` returns the first actions.
+    decremented); ``answered``: our confirmed dialog with a caller we answered already,
+    ``origin`` the ``o=`` of the SDP we gave it. ``start()`` returns the first actions.
     """
 
     def __init__(
@@ -433,6 +437,7 @@ class Bridge:
         from_value: str,
         to_value: str,
         answered: Dialog | None = None,
+        origin: Origin | None = None,
     ) -> None:
         if not targets:
             raise ValueError("a bridge needs at least one target")
@@ -450,6 +455,7 @@ class Bridge:
         )
         self._moved_ack: Request | None = None
         self._moved_offer = b""  # the winner's offer, when it answers an answered caller
+        self._origin = origin  # our last o= toward an answered caller
         self.legs = [
             _Leg(i, t, self._leg_invite(t, from_value, to_value)) for i, t in enumerate(targets)
         ]
@@ -490,6 +496,17 @@ class Bridge:
         request = dialog.create_request(method, local.ids, local.host, local.port, peer.transport)
         request.headers.set("via", _via(local.host, local.port, peer.transport, local.ids))
         return request
+
+    def _as_ours(self, body: bytes, content_type: str | None) -> bytes:
+        """SDP for an answered caller under our origin, the next version of it (other
+        bodies as they are)."""
+        origin = self._origin
+        kind = (content_type or "application/sdp").split(";")[0].strip().lower()
+        if origin is None or not body or kind != "application/sdp":
+            return body
+        version = int(origin.version) + 1 if origin.version.isdigit() else 1
+        self._origin = origin = replace(origin, version=str(version))
+        return _ORIGIN_LINE.sub(origin.line().encode(), body, count=1)
 
     def _side(self, side: Side) -> tuple[Dialog, Peer]:
         if side == CALLER:
@@ -610,7 +627,7 @@ class Bridge:
         reinvite.headers.add("allow", _ALLOW)
         for name, value in _copied(response.headers, ("content-type",)):
             reinvite.headers.add(name, value)
-        reinvite.body = response.body
+        reinvite.body = self._as_ours(response.body, response.headers.get("content-type"))
         actions: list[Action] = [
             CancelTimer(RING_TIMER),
             Track(self.caller_dialog, CALLER),
@@ -721,7 +738,7 @@ class Bridge:
         ack = self._in_dialog(dialog, "ACK", peer)
         if body:
             ack.headers.add("content-type", content_type or "application/sdp")
-            ack.body = body
+            ack.body = self._as_ours(body, content_type) if deferred.side == CALLER else body
         if deferred.relay is not None:
             deferred.relay.ack = ack
         elif self.winner is not None:
@@ -741,7 +758,8 @@ class Bridge:
         relayed.headers.set("max-forwards", str(hops))
         for name, value in _copied(request.headers, _REQUEST_COPIED):
             relayed.headers.add(name, value)
-        relayed.body = request.body
+        kind = request.headers.get("content-type")
+        relayed.body = self._as_ours(request.body, kind) if to == CALLER else request.body
         index = len(self._relays)
         self._relays[index] = _Relay(event.token, event.side, request.method, bool(request.body))
         return [Send(relayed, peer, Ref("relay", index))]
@@ -762,7 +780,10 @@ class Bridge:
         ok = response.status < 300
         if ok and relay.method in ("INVITE", "UPDATE"):
             headers.append(("contact", self._contact(self._side(relay.side)[1].transport)))
-        actions = self._relay_reply(relay, response.status, response.reason, headers, response.body)
+        body = response.body
+        if relay.side == CALLER:
+            body = self._as_ours(body, response.headers.get("content-type"))
+        actions = self._relay_reply(relay, response.status, response.reason, headers, body)
         if ok and relay.method == "INVITE" and self.state == UP:
             deferred = _Deferred(_other(relay.side), relay)
             if relay.offer:

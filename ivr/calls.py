@@ -211,7 +211,7 @@ class CallManager:
         ):
             self._outgoing_call(request, number, user, device.kind)
         else:
-            self._user_call(request, dialled, user)
+            self._user_call(request, dialled, user, device.kind)
 
     def _trunk_call(self, request: ServerRequest, dialled: str) -> None:
         """An INVITE from a trusted trunk address: no digest; the caller is the From
@@ -248,7 +248,7 @@ class CallManager:
         if media is not None:
             FeatureCall(self, request, user, actor, media).execute(dialled)
 
-    def _user_call(self, request: ServerRequest, dialled: str, caller: User) -> None:
+    def _user_call(self, request: ServerRequest, dialled: str, caller: User, kind: str) -> None:
         callee = self.services.config.user_by_number(dialled)
         queue = self.services.config.queue_by_number(dialled)
         if callee is None and queue is None:
@@ -259,10 +259,10 @@ class CallManager:
             request.respond(483)
             return
         if queue is not None:
-            QueueCall(self, request, caller, hops, queue).start(self.queues)
+            QueueCall(self, request, caller, hops, queue, kind=kind).start(self.queues)
             return
         assert callee is not None
-        UserCall(self, request, caller, hops).route(callee, dialled)
+        UserCall(self, request, caller, hops, kind=kind).route(callee, dialled)
 
     def handle_in_dialog(self, request: ServerRequest) -> bool:
         try:

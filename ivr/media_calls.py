@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -42,6 +40,7 @@ from ivr.flows import StartTimer as FlowStartTimer
 from ivr.media import g711, phrases
 from ivr.media.player import Player
 from ivr.media.session import MediaStream, NoFreePort
+from ivr.media.tones import ringback_cadence
 from ivr.routing import decide as routing
 from ivr.routing.commands import PROFILE_COMMANDS, CommandResult
 from ivr.routing.features import FeatureCommand, Interactive, InvalidCode, QueuePause, QueueToggle
@@ -269,9 +268,9 @@ class MediaCall:
     def end(self) -> None:
         if self.state == "ended":
             return
-        if self.state != "hanging-up":
+        was, self.state = self.state, "ended"  # on_end's callbacks must not hang up again
+        if was != "hanging-up":
             self.on_end()
-        self.state = "ended"
         self.stream.close()
         if self.dialog is not None:
             self.dialog.terminate()
@@ -445,19 +444,6 @@ class FeatureCall(MediaCall):
 
 
 MOVE_RING_SECONDS = 25.0  # how long key 0 / key 1 ring the operator or the mobile
-RINGBACK_HZ = 425.0  # the European ringing tone (ETSI TR 101 041): 425 Hz,
-RINGBACK_ON, RINGBACK_OFF = 1.0, 4.0  # 1 s on, 4 s off
-RINGBACK_LEVEL = 0.2  # of full scale (about -17 dBm0)
-
-
-@cache
-def ringback_cadence(codec: str) -> bytes:
-    """One cadence of ringing tone (tone, then silence), G.711-encoded for ``codec``."""
-    rate = 8000
-    t = np.arange(int(RINGBACK_ON * rate)) / rate
-    tone = RINGBACK_LEVEL * 32767 * np.sin(2 * np.pi * RINGBACK_HZ * t)
-    pcm = np.concatenate([tone, np.zeros(int(RINGBACK_OFF * rate))]).astype(np.int16)
-    return g711.encode(codec, pcm)
 
 
 class Announcement(MediaCall):
@@ -749,6 +735,7 @@ class Announcement(MediaCall):
                 from_value=self.caller_from or f"<sip:{self.caller}@{domain}>",
                 to_value=f"<sip:{to}@{domain}>",
                 answered=self.dialog,
+                origin=self.our_sdp.origin,
             )
         except ValueError as exc:
             log.info("cannot move the caller: {err}", err=exc)

@@ -50,7 +50,6 @@ from ivr.user_calls import (
     BridgeRunner,
     RingingCall,
     UserCall,
-    caller_device_kind,
     mobile_targets,
     public_identity,
 )
@@ -221,9 +220,12 @@ class QueueCall(RingingCall):
         caller: User,
         max_forwards: int,
         queue: Queue,
+        *,
+        kind: str = "desk",
     ) -> None:
         self.caller = caller
         self.queue = queue
+        self.kind = kind  # the calling device's kind: its caller-ID towards the trunk
         self._members: list[User] = []  # the candidates, while their devices ring
         self._public: tuple[str, tuple[tuple[str, str], ...]] | None = None  # for mobiles
         record = CallRecordBuilder(
@@ -283,8 +285,9 @@ class QueueCall(RingingCall):
             if self.state != "routing":
                 return
             config = services.config
-            kind = caller_device_kind(self.invite.request, caller, config)
-            _, from_value, headers = public_identity(caller, kind, state, services.now(), config)
+            _, from_value, headers = public_identity(
+                caller, self.kind, state, services.now(), config
+            )
             self._public = (from_value, headers)
             self._ring(decision)
 
@@ -352,7 +355,7 @@ class QueueCall(RingingCall):
             return
         self.state = "handed-over"
         self.runner = None
-        call = UserCall(self.manager, self.invite, self.caller, self.max_forwards)
+        call = UserCall(self.manager, self.invite, self.caller, self.max_forwards, kind=self.kind)
         call.record = self.record  # one record for the whole call
         call.dialled = self.queue.number
         if isinstance(decision, routing.Voicemail):

@@ -45,7 +45,6 @@ from ivr.config import Device, User
 from ivr.media_calls import Announcement, open_media
 from ivr.routing import decide as routing
 from ivr.routing.profiles import effective, expire
-from ivr.sip.auth import parse_authorization
 from ivr.sip.core import ServerRequest
 from ivr.sip.dialog import Dialog, DialogError, DialogId
 from ivr.sip.message import REASON_PHRASES, Request, Response
@@ -295,7 +294,7 @@ class UserCall(RingingCall):
         self.caller = caller
         self.number = number
         self.display = display
-        self.kind = kind  # the calling device's kind (None: read from its credentials)
+        self.kind = kind or "desk"  # the calling device's kind: its caller-ID towards the trunk
         self.public: Identity | None = None  # the caller as the public network sees it
         self.statuses: tuple[int, ...] | None = None  # the last ring's, for Diversion
         self.visited: list[str] = []
@@ -370,8 +369,9 @@ class UserCall(RingingCall):
             if self.state != "routing":
                 return
             config = services.config
-            kind = self.kind or caller_device_kind(self.invite.request, caller, config)
-            _, from_value, headers = public_identity(caller, kind, state, services.now(), config)
+            _, from_value, headers = public_identity(
+                caller, self.kind, state, services.now(), config
+            )
             self.public = (from_value, headers)
             self.run(decision)
 
@@ -674,17 +674,6 @@ def public_identity(
     asserted = shown or caller.did or main
     from_value, headers = caller_identity(shown, asserted, config.sip.domain, caller.name)
     return shown, from_value, headers
-
-
-def caller_device_kind(request: Request, caller: User, config: Config) -> str:
-    """The kind of ``caller``'s device that sent ``request``: the one its (verified)
-    digest credentials name; ``desk`` if none does."""
-    for value in request.headers.values("proxy-authorization"):
-        params = parse_authorization(value)
-        found = config.device_by_username(params.get("username", "")) if params else None
-        if found is not None and found[0].extension == caller.extension:
-            return found[1].kind
-    return "desk"
 
 
 def mobile_targets(

@@ -254,6 +254,19 @@ def test_caller_bye_mid_prompt_is_answered_and_stops_rtp_at_once(
     assert audit_actions(service) == ["activate"]
 
 
+def test_caller_bye_during_the_voicemail_greeting_gets_no_bye_back(
+    service: RunningService, sipp_binary: str, sink: RtpSink
+) -> None:
+    # Carol has no registered device: her voicemail greeting answers at once.
+    result = run(service, "feature_code_bye.xml", sink, "1003")
+    # a BYE of ours would follow our 200 at once, inside the scenario's last pause
+    assert result.returncode == 0 and result.successful == 1, result.explain()
+    log = trace(result)
+    first(log, lambda m: not m.sent and m.is_response(200, "BYE"), "200 to our BYE")
+    assert not any(not m.sent and m.is_request("BYE") for m in log), "the server sent a BYE too"
+    assert idle(service, WAIT), "the call was not released"
+
+
 def test_invite_without_sdp_gets_offer_in_200_and_answer_in_ack(
     service: RunningService, sipp_binary: str, sink: RtpSink
 ) -> None:

@@ -10,7 +10,8 @@ both are CANCELled and the caller gets the fallback, busy (486); with nobody to 
 (Bengt paused with ``*46``, Carol logged out) the fallback comes at once. The support
 queue's fallback (forward to 1000, whom nobody answers for) ends in 1000's voicemail.
 ``GET /api/v1/queues`` shows who is logged in and why; each queue call leaves one call
-record (kind ``queue``).
+record (kind ``queue``). A member whose queue login names the mobile gets it rung through
+the trunk (a SIPp UAS), showing the caller's caller-ID.
 """
 
 from __future__ import annotations

@@ -5,11 +5,13 @@ the trusted trunk network (``sip.trusted_peers``), so SIPp calls from there need
 while the same call from 127.0.0.1 gets 407. Covered: a call from the trunk to a DID rings
 the user's registered desk phone; Möte with a call to the mobile number rings the mobile
 through the trunk (MEX); an external forward goes to the trunk with a Diversion header
-naming the user, and a number off the allow-list is refused with 403; a desk phone dialling
-a public number reaches the trunk with the caller-ID each profile sets (DID, main number,
-hidden); and during the spoken redirect the caller's key 1 rings the mobile through the
-trunk and bridges the call to it (re-INVITE), key 0 the operator's desk, while key 2 goes
-to voicemail at once.
+naming the user (showing the calling user's caller-ID: hidden in Möte), and a number off
+the allow-list is refused with 403; a desk phone dialling a public number reaches the
+trunk with the caller-ID each profile sets (DID, main number, hidden); and during the
+spoken redirect the caller's key 1 rings the mobile through the trunk and bridges the call
+to it (the mobile offers, the caller is re-INVITEd with the offer and its answer goes to
+the mobile in the ACK), with a 425 Hz ringing tone for the caller while it rings; key 0
+the operator's desk, while key 2 goes to voicemail at once.
 """
 
 from __future__ import annotations
@@ -145,6 +147,12 @@ def refused_from_trunk(
 _STAMPED = re.compile(
     r"^-{20,} (\S+ \S+)\n(?:UDP|TCP) message (sent|received)[^\n]*\n\n(\S+ \S+)", re.M
 )
+
+
+def origin(message: str) -> str:
+    """The SDP ``o=`` value of a traced message."""
+    (line,) = [x for x in message.splitlines() if x.startswith("o=")]
+    return line[2:].strip()
 
 
 def when(result: SippResult, direction: str, start: str) -> datetime:
@@ -373,6 +381,10 @@ def test_key_1_during_the_redirect_rings_the_mobile_through_the_trunk(
     assert f"m=audio {sinks['trunk'].port} " in reinvite
     (ack,) = received(mobile, "ACK ")
     assert f"m=audio {sinks['caller'].port} RTP/AVP 8 101" in ack, "the caller's answer"
+    # Under our o= line, one version on from our 200's (RFC 3264 §8).
+    ours = next(m for m in received(result, "SIP/2.0 200") if "INVITE" in header(m, "CSeq"))
+    user, session, version, rest = origin(ours).split(" ", 3)
+    assert origin(reinvite) == f"{user} {session} {int(version) + 1} {rest}"
     assert header(reinvite, "CSeq") == "1 INVITE"  # our first request in the dialog
     assert received(result, "ACK ") and received(result, "BYE ")
     assert received(mobile, "SIP/2.0 200"), "the mobile's BYE reached the caller and back"
@@ -421,12 +433,11 @@ def test_the_caller_hears_ringback_while_key_1_rings_the_mobile(
     # What we sent the caller: the redirect (speech), then 425 Hz while the mobile rang.
     ours = [p for p in heard.packets if p.payload_type == 8]
     tones = [p for p in ours if tone_share(p.payload, "PCMA", 425.0) > 0.9]
-    assert not [p for p in ours if tone_share(p.payload, "PCMA", 1000.0) > 0.9]
     assert 25 <= len(tones) <= 46, len(tones)  # 1 s on, cut short by the answer at 0.8 s
     first, last = tones[0].at, tones[-1].at
     key = when(result, "sent", "ACK ").timestamp() + 1.0  # keys.pcap: the key 1 s in
     answered = when(result, "received", "INVITE ").timestamp()  # the re-INVITE
-    assert key < first < key + 0.6, first - key
+    assert key < first < key + 1.0, first - key
     assert last <= answered + 0.1, last - answered
     assert answered - first < 1.2
     # Contiguous: no gap inside the tone, and nothing of it after the answer.

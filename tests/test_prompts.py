@@ -240,3 +240,26 @@ def test_player_with_a_recorded_name_and_preload(shipped):
     shipped.preload("en", ["beep", "pause"])
     with pytest.raises(PromptNotFound):
         shipped.preload("en", ["beep", "nope"])
+
+
+def test_calls_saying_the_same_phrase_share_its_frames_until_a_prompt_changes(tmp_path):
+    path = write(tmp_path / "sv" / "greeting.wav", tone(440, 0.1, 8000), 8000)
+    write(tmp_path / "sv" / "beep.wav", tone(1000, 0.05, 8000), 8000)
+    clock = [100.0]
+    library = PromptLibrary(tmp_path, recheck_seconds=2.0, clock=lambda: clock[0])
+    first = library.player("sv", ["greeting", "beep"], "PCMU", gap_ms=20)
+    again = library.player("sv", ["greeting", "beep"], "PCMU", gap_ms=20)
+    assert again.buffer is first.buffer and len(first.buffer) % 160 == 0
+    assert library.player("sv", ["greeting", "beep"], "PCMA", gap_ms=20).buffer != first.buffer
+    assert library.player("sv", ["beep", "greeting"], "PCMU", gap_ms=20).buffer is not first.buffer
+    single = library.player("sv", ["greeting"], "PCMU")
+    assert library.player("sv", ["greeting"], "PCMU").buffer is single.buffer
+
+    write(path, tone(440, 0.3, 8000), 8000)  # replaced (an upload): the next call hears it
+    stamp = path.stat().st_mtime_ns + 1_000_000
+    os.utime(path, ns=(stamp, stamp))
+    clock[0] += 3.0
+    changed = library.player("sv", ["greeting", "beep"], "PCMU", gap_ms=20)
+    assert changed.buffer is not first.buffer
+    assert changed.total_frames > first.total_frames
+    assert first.buffer == again.buffer  # a call in progress keeps what it started

@@ -36,6 +36,7 @@ from ivr.sip.core import Peer
 from ivr.sip.dialog import Dialog
 from ivr.sip.ids import Ids
 from ivr.sip.message import Headers, Request
+from ivr.sip.sdp import Origin
 from ivr.trunk import (
     ANONYMOUS,
     Trunk,
@@ -46,7 +47,7 @@ from ivr.trunk import (
     parse_peer,
     trunk_target,
 )
-from ivr.user_calls import caller_device_kind, mobile_targets, public_identity
+from ivr.user_calls import mobile_targets, public_identity
 
 REPO = Path(__file__).resolve().parents[1]
 SE = NumberPlan(region="SE")
@@ -305,6 +306,7 @@ def test_the_trunk_flag_overrides_the_peer_and_keeps_the_rest() -> None:
 OFFER = b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
 MOBILE_SDP = OFFER.replace(b"127.0.0.2", b"192.0.2.10") + b"m=audio 30000 RTP/AVP 0\r\n"
 CALLER = Peer("udp", "127.0.0.2", 5071)
+OURS = Origin(username="ivr", session_id="4711", version="1", address="127.0.0.1")
 
 
 def _answered_bridge() -> tuple[Bridge, Dialog]:
@@ -324,6 +326,7 @@ def _answered_bridge() -> tuple[Bridge, Dialog]:
         from_value="<sip:+4685@d>",
         to_value="<sip:1001@d>",
         answered=ours,
+        origin=OURS,
     )
     return bridge, ours
 
@@ -362,7 +365,11 @@ def test_an_answered_caller_is_moved_with_a_reinvite_not_a_second_200() -> None:
     reinvite, ok = _caller_answer(bridge, actions, 200, CALLER_ANSWER)
     assert reinvite.peer == CALLER and reinvite.ref == Ref("moved", 0)
     request = reinvite.request
-    assert request.method == "INVITE" and request.body == MOBILE_SDP  # the leg's offer
+    # The leg's offer, under our o= line, one version on (RFC 3264 §8).
+    assert request.method == "INVITE"
+    assert request.body == MOBILE_SDP.replace(
+        b"o=- 1 1 IN IP4 192.0.2.10", b"o=ivr 4711 2 IN IP4 127.0.0.1"
+    )
     assert request.headers.get("content-type") == "application/sdp"
     assert request.headers.get("call-id") == ours.call_id
     assert request.headers.count("contact") == 1
@@ -428,6 +435,30 @@ def test_no_answer_leaves_the_answered_caller_to_the_plan() -> None:
     assert not [a for a in actions if isinstance(a, Send | RespondCaller)]
 
 
+def test_later_offers_from_the_winner_reach_the_moved_caller_under_our_origin() -> None:
+    bridge, _ours = _answered_bridge()
+    bridge.start()
+    actions = _leg_reply(bridge, 200, MOBILE_SDP)
+    _reinvite, ok = _caller_answer(bridge, actions, 200, CALLER_ANSWER)
+    bridge.handle(Responded(Ref("moved", 0), ok))
+    leg = bridge.legs[0].dialog
+    assert leg is not None
+    # The mobile puts the call on hold: a re-INVITE with its own o= line, version 2.
+    hold = leg.create_request("INVITE", Ids(random.Random(4)), "192.0.2.10", 5060, "udp")
+    hold.headers.add("content-type", "application/sdp")
+    hold.body = MOBILE_SDP.replace(b"o=- 1 1", b"o=- 1 2") + b"a=sendonly\r\n"
+    (relayed,) = bridge.handle(RequestReceived("callee", hold, "t"))
+    assert isinstance(relayed, Send) and relayed.peer == CALLER
+    assert relayed.request.body.startswith(b"v=0\r\no=ivr 4711 3 IN IP4 127.0.0.1\r\n")
+    assert relayed.request.body.endswith(b"a=sendonly\r\n")
+    # A body that is not SDP (INFO dtmf-relay) goes on untouched.
+    info = leg.create_request("INFO", Ids(random.Random(5)), "192.0.2.10", 5060, "udp")
+    info.headers.add("content-type", "application/dtmf-relay")
+    info.body = b"Signal=1\r\nDuration=160\r\n"
+    (sent,) = bridge.handle(RequestReceived("callee", info, "u"))
+    assert isinstance(sent, Send) and sent.request.body == info.body
+
+
 def test_a_declining_answer_rejects_every_stream() -> None:
     offer = OFFER + b"m=audio 4000 RTP/AVP 0 101\r\na=sendrecv\r\nm=video 5000 RTP/AVP 96\r\n"
     answer = declining_answer(offer).decode()
@@ -483,19 +514,6 @@ def test_a_user_s_call_out_shows_the_caller_id_of_their_profile_and_device(
         NOW - timedelta(hours=1),
     )
     assert public_identity(anna, "desk", later, NOW, config)[0] == "+46846500401"
-
-
-def test_the_calling_device_kind_comes_from_its_credentials(tmp_path: Path) -> None:
-    config = load_config(REPO / "config" / "ivr.toml")
-    anna, bengt = config.user("1001"), config.user("1002")
-    assert anna is not None and bengt is not None
-    invite = _invite()
-    assert caller_device_kind(invite, anna, config) == "desk"  # none: a desk phone
-    invite.headers.add(
-        "proxy-authorization", 'Digest username="1001-soft", realm="r", nonce="n", uri="u"'
-    )
-    assert caller_device_kind(invite, anna, config) == "softphone"
-    assert caller_device_kind(invite, bengt, config) == "desk", "not Bengt's device"
 
 
 def test_a_mobile_leg_shows_the_caller_and_names_the_user_who_diverted(

@@ -44,6 +44,21 @@ class PlayerOwner(Protocol):
     def _player_stopped(self) -> None: ...
 
 
+def join_frames(
+    fragments: Sequence[_Fragment], codec: str, gap_ms: int = 0, frame_samples: int = FRAME_SAMPLES
+) -> bytes:
+    """The fragments back to back, ``gap_ms`` of silence between them, the last frame
+    padded with silence. One fragment of whole frames comes back as the same object
+    (so players made from it share its frames in the engine's arena)."""
+    silence = bytes((SILENCE[codec],))
+    gap = silence * (gap_ms * SAMPLE_RATE // 1000)
+    buffer = gap.join(bytes(f) for f in fragments if len(f))
+    remainder = len(buffer) % frame_samples
+    if remainder:
+        buffer += silence * (frame_samples - remainder)
+    return buffer
+
+
 class Player:
     """Frames of a prompt sequence, one at a time.
 
@@ -68,12 +83,7 @@ class Player:
             raise ValueError("gap_ms must not be negative")
         if frame_samples <= 0:
             raise ValueError("frame_samples must be positive")
-        silence = bytes((SILENCE[codec],))
-        gap = silence * (gap_ms * SAMPLE_RATE // 1000)
-        buffer = gap.join(bytes(f) for f in fragments if len(f))
-        remainder = len(buffer) % frame_samples
-        if remainder:
-            buffer += silence * (frame_samples - remainder)
+        buffer = join_frames(fragments, codec, gap_ms, frame_samples)
         self.codec = codec
         self._buffer = buffer
         self._frame = frame_samples

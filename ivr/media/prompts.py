@@ -24,7 +24,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from ivr.media import g711
-from ivr.media.player import Player
+from ivr.media.player import Player, join_frames
 
 __all__ = [
     "PREVIOUS_SUFFIX",
@@ -103,6 +103,9 @@ class _Entry:
     encoded: dict[str, bytes] = field(default_factory=dict)
 
 
+PHRASE_CACHE: Final = 512  # phrases whose frames are kept for the next call that says them
+
+
 class PromptLibrary:
     """Prompts by language and name, with a custom directory in front of the shipped one."""
 
@@ -118,6 +121,7 @@ class PromptLibrary:
         self.custom = Path(custom) if custom is not None else None
         self._cache: dict[tuple[str, str], _Entry] = {}
         self._checked: dict[tuple[str, str], float] = {}
+        self._phrases: dict[tuple[object, ...], tuple[tuple[bytes, ...], bytes]] = {}
         self.recheck_seconds = recheck_seconds
         self._clock = clock
 
@@ -219,6 +223,22 @@ class PromptLibrary:
         ``extra`` supplies already encoded audio for names that are not library
         prompts (a user's recorded name in a spoken redirect).
         """
+        codec = codec.upper()
         extra = extra or {}
-        fragments = [extra[n] if n in extra else self.encoded(lang, n, codec) for n in names]
-        return Player(fragments, codec=codec.upper(), gap_ms=gap_ms)
+        fragments = tuple(extra[n] if n in extra else self.encoded(lang, n, codec) for n in names)
+        return Player([self._joined(fragments, codec, gap_ms)], codec=codec)
+
+    def _joined(self, fragments: tuple[bytes, ...], codec: str, gap_ms: int) -> bytes:
+        """The frames of a phrase, made once for every call that plays the same phrase
+        (calls then share them in the media engine's arena). Keyed by the fragments'
+        identities: a re-encoded (replaced) prompt makes a new phrase."""
+        key = (codec, gap_ms, tuple(map(id, fragments)))
+        cached = self._phrases.pop(key, None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], fragments, strict=True)):
+            self._phrases[key] = cached  # most recently used last
+            return cached[1]
+        buffer = join_frames(fragments, codec, gap_ms)
+        self._phrases[key] = (fragments, buffer)
+        while len(self._phrases) > PHRASE_CACHE:
+            del self._phrases[next(iter(self._phrases))]
+        return buffer
