@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ivr.b2bua import Bridge, Local, NotReached, Target
+from ivr.b2bua import NotReached, Target
 from ivr.call_records import CallRecordBuilder
 from ivr.config import User
 from ivr.routing import decide as routing
@@ -44,7 +44,6 @@ from ivr.routing.queues import (
 )
 from ivr.routing.state import AuditEntry, UserState, Via
 from ivr.sip.core import ServerRequest
-from ivr.sip.dialog import DialogError
 from ivr.store.errors import ConflictError
 from ivr.user_calls import (
     BridgeRunner,
@@ -316,33 +315,8 @@ class QueueCall(RingingCall):
             log.info("no registered member device: {then}", then=decision.then.explain())
             self._fallback(decision.then)
             return
-        services = self.manager.services
-        core = services.core
-        domain = services.config.sip.domain
-        try:
-            bridge = Bridge(
-                self.invite.request,
-                self.invite.peer,
-                targets,
-                local=Local(host=core.host, port=core.port, ids=core.ids),
-                local_tag=self.invite.to_tag,
-                timeout=float(decision.timeout),
-                max_forwards=self.max_forwards,
-                from_value=self._from_value(domain),
-                to_value=f"<sip:{self.queue.number}@{domain}>",
-            )
-        except DialogError as exc:
-            self.reject(400, exc.reason)
-            return
-        self.state = "ringing"
-        self.then = decision.then
-        runner = self.runner = BridgeRunner(self, bridge)
-        now = services.now()
-        self.record.carried_out(decision, now)
-        runner.record = self.record
-        runner.leg_base = self.record.ringing(((t.device, t.uri) for t in targets), now)
-        runner.on_finished = lambda: self._runner_finished(runner)
-        runner.perform(bridge.start())
+        self.record.carried_out(decision, self.manager.services.now())
+        self._fork(targets, float(decision.timeout), decision.then, self.queue.number)
 
     def _from_value(self, domain: str) -> str:
         """The caller as members see it: "Queue: Name" <sip:ext@domain>."""

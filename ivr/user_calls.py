@@ -196,7 +196,51 @@ class RingingCall:
         manager.pending[id(invite)] = self
 
     def describe(self) -> str:
-        raise NotImplementedError
+        return f"call {self.invite.request.headers.get('call-id') or '?'}"
+
+    def _from_value(self, domain: str) -> str:
+        """The From (without tag) the rung devices see."""
+        return f"<sip:anonymous@{domain}>"
+
+    def _fork(
+        self,
+        targets: list[Target],
+        timeout: float,
+        then: routing.Decision | None,
+        to_user: str,
+        note: str | None = None,
+    ) -> None:
+        """Fork the caller's INVITE to ``targets`` (a :class:`Bridge` run by a
+        :class:`BridgeRunner`), the legs noted in the call record; on no answer go on
+        with ``then``."""
+        services = self.manager.services
+        core = services.core
+        domain = services.config.sip.domain
+        try:
+            bridge = Bridge(
+                self.invite.request,
+                self.invite.peer,
+                targets,
+                local=Local(host=core.host, port=core.port, ids=core.ids),
+                local_tag=self.invite.to_tag,
+                timeout=timeout,
+                max_forwards=self.max_forwards,
+                from_value=self._from_value(domain),
+                to_value=f"<sip:{to_user}@{domain}>",
+            )
+        except DialogError as exc:
+            self.reject(400, exc.reason)
+            return
+        self.state = "ringing"
+        self.then = then
+        runner = self.runner = BridgeRunner(self, bridge)
+        now = services.now()
+        if note is not None:
+            self.record.step(note, now)
+        runner.record = self.record
+        runner.leg_base = self.record.ringing(((t.device, t.uri) for t in targets), now)
+        runner.on_finished = lambda: self._runner_finished(runner)
+        runner.perform(bridge.start())
 
     # -- from the bridge -----------------------------------------------------------------
 
@@ -474,29 +518,8 @@ class UserCall(RingingCall):
     ) -> None:
         """Fork the caller's INVITE to ``targets``; on no answer go on with ``then``
         (None: refuse with the legs' status)."""
-        services = self.manager.services
-        core = services.core
-        domain = services.config.sip.domain
-        try:
-            bridge = Bridge(
-                self.invite.request,
-                self.invite.peer,
-                targets,
-                local=Local(host=core.host, port=core.port, ids=core.ids),
-                local_tag=self.invite.to_tag,
-                timeout=timeout,
-                max_forwards=self.max_forwards,
-                from_value=self._from_value(domain),
-                to_value=f"<sip:{to_user}@{domain}>",
-            )
-        except DialogError as exc:
-            self.reject(400, exc.reason)
-            return
-        self.state = "ringing"
-        self.then = then
-        self.runner = BridgeRunner(self, bridge)
-        self._record_legs(self.runner, targets, then is None, to_user)
-        self.runner.perform(bridge.start())
+        note = f"call {to_user} via the trunk" if then is None else None
+        self._fork(targets, timeout, then, to_user, note)
 
     def _forward(self, target: str) -> None:
         config = self.manager.services.config
@@ -631,16 +654,6 @@ class UserCall(RingingCall):
         self.run(self.then)
 
     # -- the call record ---------------------------------------------------------------
-
-    def _record_legs(
-        self, runner: BridgeRunner, targets: Sequence[Target], trunk: bool, to: str
-    ) -> None:
-        now = self.manager.services.now()
-        if trunk:
-            self.record.step(f"call {to} via the trunk", now)
-        runner.record = self.record
-        runner.leg_base = self.record.ringing(((t.device, t.uri) for t in targets), now)
-        runner.on_finished = lambda: self._runner_finished(runner)
 
     def _handed_over_ended(
         self, call: Announcement, decision: routing.Redirect | routing.Voicemail
