@@ -104,6 +104,7 @@ def dial_code(
     account: tuple[str, str],
     rtp_port: int,
     workdir: Path | None = None,
+    timeout: float = 30,
 ) -> SippResult:
     """``account`` dials a feature code (``feature_code.xml``); the server answers,
     confirms to ``rtp_port`` and hangs up. The result is not checked here."""
@@ -112,7 +113,7 @@ def dial_code(
         remote=(service.host, service.sip_port),
         inf_rows=[auth_row(*account)],
         keys={"code": code, "rtp_port": str(rtp_port)},
-        timeout=30,
+        timeout=timeout,
         workdir=workdir,
     )()
 
