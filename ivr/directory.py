@@ -121,6 +121,23 @@ def user_data(user: User, *, secrets: bool) -> dict[str, Any]:
     return _clean(data)
 
 
+def profile_head(profile: Profile) -> dict[str, Any]:
+    """A profile's fields but its plan (the same in the API's view and the stored table)."""
+    return {
+        "id": profile.id,
+        "number": profile.number,
+        "name": {"sv": profile.name.sv, "en": profile.name.en},
+        "status": {"sv": profile.status.sv, "en": profile.status.en},
+        "colour": profile.colour,
+        "icon": profile.icon,
+        "priority": profile.priority,
+        "presence": profile.presence,
+        "return": profile.returns,
+        "return_at": None if profile.return_at is None else profile.return_at.strftime("%H:%M"),
+        "reason": profile.reason,
+    }
+
+
 def profile_data(profile: Profile) -> dict[str, Any]:
     """A profile as a ``[[profiles]]`` table."""
     plan = profile.plan
@@ -139,17 +156,7 @@ def profile_data(profile: Profile) -> dict[str, Any]:
     ]
     return _clean(
         {
-            "id": profile.id,
-            "number": profile.number,
-            "name": {"sv": profile.name.sv, "en": profile.name.en},
-            "status": {"sv": profile.status.sv, "en": profile.status.en},
-            "colour": profile.colour,
-            "icon": profile.icon,
-            "priority": profile.priority,
-            "presence": profile.presence,
-            "return": profile.returns,
-            "return_at": None if profile.return_at is None else profile.return_at.strftime("%H:%M"),
-            "reason": profile.reason,
+            **profile_head(profile),
             "plan": {
                 "ring": list(plan.ring),
                 "ring_seconds": plan.ring_seconds,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ivr import __version__
-from ivr.routing.model import DEVICE_KINDS, LANGUAGES, PRESENCES, RETURN_KINDS
+from ivr.routing.model import DEVICE_KINDS, HOLIDAY_RULES, LANGUAGES, PRESENCES, RETURN_KINDS
 from ivr.routing.state import SOURCES, VIAS
 
 JSON = "application/json"
@@ -35,6 +35,16 @@ def _array(items: Schema) -> Schema:
 _TEXT = _object(["sv", "en"], {"sv": {"type": "string"}, "en": {"type": "string"}})
 _DATETIME = {"type": "string", "format": "date-time"}
 _CLOCK = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+_SCHEDULE_FIELDS: Schema = {  # a schedule as read and as written ([[users.schedules]])
+    "id": {"type": "string"},
+    "profile": {"type": "string"},
+    "holidays": {"enum": list(HOLIDAY_RULES)},
+    "days": _array({"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}),
+    "start": _CLOCK,
+    "end": _CLOCK,
+    "from": {"type": "string", "format": "date"},
+    "to": {"type": "string", "format": "date"},
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _object(
@@ -51,16 +61,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Schedule": _object(
         ["id", "profile", "holidays"],
-        {
-            "id": {"type": "string"},
-            "profile": {"type": "string"},
-            "holidays": {"enum": ["include", "skip", "only"]},
-            "days": _array({"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}),
-            "start": _CLOCK,
-            "end": _CLOCK,
-            "from": {"type": "string", "format": "date"},
-            "to": {"type": "string", "format": "date"},
-        },
+        _SCHEDULE_FIELDS,
     ),
     "User": _object(
         ["extension", "name", "language", "did", "mobile", "admin", "queues", "devices"],
@@ -392,16 +393,7 @@ SCHEMAS.update(
         "ScheduleInput": {
             "type": "object",
             "description": "a [[users.schedules]] table: days/start/end or from/to",
-            "properties": {
-                "id": {"type": "string"},
-                "profile": {"type": "string"},
-                "holidays": {"enum": ["include", "skip", "only"]},
-                "days": _array({"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}),
-                "start": _CLOCK,
-                "end": _CLOCK,
-                "from": {"type": "string", "format": "date"},
-                "to": {"type": "string", "format": "date"},
-            },
+            "properties": _SCHEDULE_FIELDS,
         },
         "Voicemail": _object(
             ["id", "mailbox", "caller", "called", "received_at", "duration", "heard", "saved"],

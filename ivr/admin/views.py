@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ivr.directory import profile_head
 from ivr.routing.model import Device, Plan, Profile, Schedule, User, WeeklySlot
 from ivr.routing.profiles import Effective
 from ivr.routing.state import AuditEntry
@@ -101,20 +102,7 @@ def plan_json(plan: Plan) -> dict[str, object]:
 
 
 def profile_json(profile: Profile) -> dict[str, object]:
-    return {
-        "id": profile.id,
-        "number": profile.number,
-        "name": {"sv": profile.name.sv, "en": profile.name.en},
-        "status": {"sv": profile.status.sv, "en": profile.status.en},
-        "colour": profile.colour,
-        "icon": profile.icon,
-        "priority": profile.priority,
-        "presence": profile.presence,
-        "return": profile.returns,
-        "return_at": None if profile.return_at is None else profile.return_at.strftime("%H:%M"),
-        "reason": profile.reason,
-        "plan": plan_json(profile.plan),
-    }
+    return {**profile_head(profile), "plan": plan_json(profile.plan)}
 
 
 def active_json(user: User, found: Effective, language: str) -> dict[str, object]:
