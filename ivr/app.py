@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ivr.directory_service import DirectoryService, dropped_usernames
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.profile_service import ProfileService, effective_json
+from ivr.randomness import PooledSystemRandom
 from ivr.registration import RegisterOutcome, RegistrationService, server_uri_policy
 from ivr.sip.auth import DigestAuth
 from ivr.sip.core import SipCore
@@ -179,13 +179,13 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
     now = reactor.seconds()
     registrar.restore([b for b in stored if b.expires_at > now])
 
-    rng = random.SystemRandom()
+    rng = PooledSystemRandom()
     auth = DigestAuth(
         config.sip.realm,
         secret_bytes,
         nonce_lifetime=config.sip.nonce_lifetime,
         algorithms=o.auth_algorithms or config.sip.auth_algorithms,
-        random_bytes=lambda n: rng.getrandbits(8 * n).to_bytes(n, "big"),
+        random_bytes=rng.randbytes,
     )
 
     tz = config.company.tz

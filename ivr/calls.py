@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from twisted.logger import Logger
-
 from ivr.b2bua import Target, contact_uri, forwarded_max_forwards, loops_back, target_for
 from ivr.call_records import RecordIds
 from ivr.config import Config, User
 from ivr.directory import Directory
 from ivr.directory_service import DirectoryService
 from ivr.dtmf.merge import DigitMerger
+from ivr.logs import Logger
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.media_calls import FeatureCall, open_media

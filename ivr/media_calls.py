@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from ivr import greetings
 from ivr.b2bua import (
@@ -37,6 +36,7 @@ from ivr.dtmf.info import InfoBodyError, parse_info
 from ivr.flows import CancelTimer as FlowCancelTimer
 from ivr.flows import Execute, FlowRunner, Hangup, Play, ProfileMenu, StopPrompt
 from ivr.flows import StartTimer as FlowStartTimer
+from ivr.logs import Logger
 from ivr.media import g711, phrases
 from ivr.media.player import Player
 from ivr.media.session import MediaStream, NoFreePort

@@ -20,11 +20,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from ivr.b2bua import NotReached, Target
 from ivr.call_records import CallRecordBuilder
 from ivr.config import User
+from ivr.logs import Logger
 from ivr.routing import decide as routing
 from ivr.routing.commands import CommandResult
 from ivr.routing.features import QueuePause, QueueToggle

@@ -23,13 +23,13 @@ import phonenumbers
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
 
 from ivr import greetings
 from ivr.confirm import confirmation
 from ivr.dtmf.collector import FIRST_DIGIT, CancelTimer, StartTimer, StopPrompt
 from ivr.dtmf.events import DigitEvent
 from ivr.flows import Execute, Flow, FlowRunner, Hangup, Play, ProfileMenu
+from ivr.logs import Logger
 from ivr.mailbox_menu import (
     AccountChecked,
     ChangePin,

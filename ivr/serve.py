@@ -18,6 +18,7 @@ from twisted.logger import (
 )
 
 from ivr.config import Config
+from ivr.logs import set_level
 
 # SIP keeps every completed transaction for 32 s (Timers J/H/K absorb retransmissions), so
 # under load ~10^5 live objects sit in the oldest generation: with the default thresholds
@@ -50,6 +51,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
     from ivr.app import Overrides, start
 
+    set_level(args.log_level)  # lines below it are dropped before they are built
     globalLogBeginner.beginLoggingTo([_observer(args.log_level)], redirectStandardIO=False)
     overrides = Overrides(
         sip_host=args.sip_host,

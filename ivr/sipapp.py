@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from twisted.logger import Logger
-
+from ivr.logs import Logger
 from ivr.registration import AuthFailure, RegisterOutcome, RegistrationService
 from ivr.sip.core import Peer, ServerRequest
 from ivr.sip.message import Request, Response

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.logger import Logger
-
 from ivr.b2bua import (
     AckReceived,
     AckTimedOut,
@@ -42,6 +40,7 @@ from ivr.b2bua import (
 )
 from ivr.call_records import CallRecord, CallRecordBuilder
 from ivr.config import Device, User
+from ivr.logs import Logger
 from ivr.media_calls import Announcement, open_media
 from ivr.routing import decide as routing
 from ivr.routing.profiles import effective, expire
@@ -257,7 +256,7 @@ class RingingCall:
         )
 
     def answered(self, runner: BridgeRunner, target: Target) -> None:
-        log.info("{call} answered on {device}", call=self.describe(), device=target.device)
+        log.info("{call()} answered on {device}", call=self.describe, device=target.device)
         legs = runner.bridge.legs
         index = next((i for i, leg in enumerate(legs) if leg.target is target), 0)
         self.record.answered(runner.leg_base + index, self.manager.services.now())
@@ -452,10 +451,10 @@ class UserCall(RingingCall):
             call, expire(state, now), now, rules=services.config.rules, schedules=user.schedules
         )
         log.info(
-            "call {caller} → {user}: {trace}",
+            "call {caller} → {user}: {trace()}",  # explained only when logged
             caller=self.caller_id,
             user=user.extension,
-            trace=decision.explain(),
+            trace=decision.explain,
         )
         self.user, self.dialled = user, dialled
         self.record.decided(user.extension, decision.trace, now)

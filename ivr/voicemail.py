@@ -28,10 +28,10 @@ import numpy as np
 import numpy.typing as npt
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 
 from ivr.dtmf.events import DigitEvent
 from ivr.dtmf.merge import DigitMerger
+from ivr.logs import Logger
 from ivr.media import g711, phrases
 from ivr.media.player import Player
 from ivr.media.prompts import PromptLibrary

@@ -239,6 +239,18 @@ def test_record_ids_draw_once_then_count() -> None:
     assert RecordIds(random.Random(4))()[:8] != first[:8]
 
 
+def test_a_large_batch_writes_each_new_id_once(tmp_path: Path) -> None:
+    """More ids than one query takes, one already stored, one twice in the batch."""
+    with SqliteStore(tmp_path / "ivr.sqlite3") as store:
+        assert store.call_records.add_all([_record("r7", 7, "1002")]) == [True]
+        batch = [_record(f"r{i}", i, "1002") for i in range(1200)]
+        added = store.call_records.add_all([*batch, _record("r3", 3, "1002")])
+        assert added == [i != 7 for i in range(1200)] + [False]
+        assert len(store.call_records.list(user="1002", limit=1000)) == 1000
+        assert store.call_records.get("r1199") == batch[1199]
+        assert store.call_records.list(user="1001", limit=2)[0].id == "r1199"
+
+
 @pytest_twisted.inlineCallbacks
 def test_the_async_store_writes_records_that_come_together_in_one_transaction(
     tmp_path: Path,
@@ -260,7 +272,7 @@ def test_the_async_store_writes_records_that_come_together_in_one_transaction(
     finally:
         SqliteCallRecordRepository.add_all = original  # type: ignore[method-assign]
     assert results == [True] * 5 + [False], "the duplicate id is not written twice"
-    assert batches == [1, 5], "the first alone, the rest together behind it"
+    assert batches == [6], "records finished together share one transaction"
     found = yield store.list_call_records(user="1002", limit=3)
     assert [r.id for r in found] == ["r4", "r3", "r2"]
     assert (yield store.get_call_record("r1")) == _record("r1", 1, "1002")

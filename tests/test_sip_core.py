@@ -175,6 +175,32 @@ def test_invite_rejection_is_retransmitted_until_ack(h: Harness) -> None:
     assert h.handler.acks == []  # consumed by the transaction
 
 
+def test_invite_answered_at_once_gets_no_100_and_retransmissions_get_the_answer(
+    h: Harness,
+) -> None:
+    """§17.2.1: the 100 is only for a TU that takes its time; a challenge sent at once
+    needs none, and a retransmitted INVITE is answered with the final response."""
+    h.handler.answer = 407
+    h.feed(request("INVITE"))
+    assert [r.status for r in h.responses()] == [407]
+    h.feed(request("INVITE"))
+    assert [r.status for r in h.responses()] == [407, 407]
+    assert len(h.handler.requests) == 1
+
+
+def test_invite_left_unanswered_gets_100_once_and_retransmissions_repeat_it(
+    h: Harness,
+) -> None:
+    h.feed(request("INVITE"))
+    assert [r.status for r in h.responses()] == [100]
+    h.feed(request("INVITE"))
+    assert [r.status for r in h.responses()] == [100, 100]
+    [sr] = h.handler.requests
+    sr.respond(180)
+    h.feed(request("INVITE"))
+    assert [r.status for r in h.responses()] == [100, 100, 180, 180]
+
+
 def test_2xx_is_retransmitted_until_the_ack_then_the_tu_sees_it(h: Harness) -> None:
     h.feed(request("INVITE"))
     [sr] = h.handler.requests

@@ -111,3 +111,38 @@ def test_start_fails_on_newer_schema(tmp_path: Path):  # type: ignore[no-untyped
 def test_requires_a_threaded_reactor() -> None:
     with pytest.raises(TypeError):
         AsyncStore(lambda: SqliteStore(":memory:"), object())
+
+
+@pytest_twisted.inlineCallbacks
+def test_states_are_answered_from_memory_until_a_write(tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = AsyncStore.for_path(tmp_path / "c.db", reactor)
+    yield store.start()
+    try:
+        reads: list[int] = []
+        yield store.run(lambda s: None)
+        original_get = store._call
+
+        def counting(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+            reads.append(1)
+            return original_get(fn, *args, **kwargs)
+
+        store._call = counting  # type: ignore[method-assign]
+        first = yield store.get_state("1001")
+        again = store.get_state("1001")
+        assert again.called  # answered at once, no trip to the store thread
+        assert (yield again) == first and len(reads) == 1
+
+        # a read queued before a write must not put the old state back
+        before = store.get_state("1002")
+        saving = store.save_state(lunch(), 0)
+        assert (yield before).version == 0
+        saved = yield saving
+        after = yield store.get_state("1001")
+        assert after == saved and after.version == 1
+        assert (yield store.get_state("1001")) == saved
+
+        with pytest.raises(ConflictError):
+            yield store.save_state(lunch(), 0)  # a failed write also forgets
+        assert (yield store.get_state("1001")) == saved
+    finally:
+        yield store.stop()

@@ -37,11 +37,11 @@ import numpy.typing as npt
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 
 from ivr.dtmf.channels import InbandChannels
 from ivr.dtmf.events import DigitEvent
 from ivr.dtmf.rfc4733 import PayloadError, TelephoneEventReceiver
+from ivr.logs import Logger
 from ivr.media import g711
 from ivr.media.g711 import PAYLOAD_TYPES, SILENCE
 from ivr.media.player import (

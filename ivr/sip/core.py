@@ -65,19 +65,20 @@ class Peer:
         return f"{self.transport}:{host}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
+# Actions are made per message and not frozen: a frozen dataclass's __init__ costs 3x.
+@dataclass(slots=True)
 class Transmit:
     peer: Peer
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetTimer:
     key: Hashable
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClearTimer:
     key: Hashable
 
@@ -93,7 +94,7 @@ Action = Transmit | SetTimer | ClearTimer | CloseConnection
 class ServerRequest:
     """A request handed to the application, with the means to answer it."""
 
-    __slots__ = ("_core", "_key", "_tag", "peer", "request", "responded")
+    __slots__ = ("_core", "_key", "_tag", "peer", "request", "responded", "spoke")
 
     def __init__(self, core: SipCore, request: Request, peer: Peer, key: Hashable) -> None:
         self._core = core
@@ -101,7 +102,8 @@ class ServerRequest:
         self.peer = peer
         self._key = key
         self._tag: str | None = None
-        self.responded = False
+        self.responded = False  # a final response was sent
+        self.spoke = False  # any response was sent
 
     @property
     def to_tag(self) -> str:
@@ -130,6 +132,7 @@ class ServerRequest:
         return response
 
     def send(self, response: Response) -> None:
+        self.spoke = True
         if response.status >= 200:
             self.responded = True
         self._core.send_response(self._key, response)
@@ -173,7 +176,8 @@ class SipCore:
         self.port = port
         self.max_size = max_size
         self.user_agent = user_agent
-        self.table = tx.TransactionTable(timers)
+        # the core answers 100 itself, and only when the TU has not answered at once
+        self.table = tx.TransactionTable(timers, trying=False)
         self.ids = ids
         self._emit: Callable[[Iterable[Action]], None] = _discard
         self._now: Callable[[], float] = _no_clock
@@ -317,8 +321,12 @@ class SipCore:
         server_request = ServerRequest(self, request, peer, key)
         if request.method == "CANCEL":
             self._cancel(server_request)
-        else:
-            self._dispatch(server_request)
+            return
+        self._dispatch(server_request)
+        if request.method == "INVITE" and not server_request.spoke:
+            # §17.2.1: 100 Trying unless the TU answers within 200 ms; one that answered
+            # at once (a challenge, a busy, a feature call's 200) needs none
+            server_request.respond(100)
 
     def _dispatch(self, sr: ServerRequest) -> None:
         method = sr.request.method

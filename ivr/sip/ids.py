@@ -12,7 +12,7 @@ _PAIRS = tuple(_ALPHABET[i % 36] + _ALPHABET[i // 36] for i in range(36 * 36))
 
 
 class Ids:
-    """Makes SIP identifiers; pass ``random.Random(seed)`` in tests, ``SystemRandom()`` live."""
+    """SIP identifiers from ``random.Random(seed)`` in tests, ``PooledSystemRandom()`` live."""
 
     __slots__ = ("_rng",)
 
@@ -20,7 +20,7 @@ class Ids:
         self._rng = rng
 
     def token(self, length: int) -> str:
-        """``length`` characters of [a-z0-9] from one draw (one urandom call live)."""
+        """``length`` characters of [a-z0-9] from one draw."""
         value = self._rng.getrandbits(6 * length)
         pairs = []
         for _ in range(length >> 1):

@@ -71,7 +71,8 @@ TxKey = tuple[Any, ...]
 # -- actions -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Actions are made per message and not frozen: a frozen dataclass's __init__ costs 3x.
+@dataclass(slots=True)
 class SendMessage:
     """Hand ``message`` to the transport for ``dest`` (the transaction's fixed destination)."""
 
@@ -79,7 +80,7 @@ class SendMessage:
     dest: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTimer:
     """Arm (or re-arm) the transaction's timer ``name`` to fire after ``delay`` seconds."""
 
@@ -87,12 +88,12 @@ class StartTimer:
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelTimer:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PassToTU:
     """A request or response the transaction user must see."""
 
@@ -109,7 +110,7 @@ class TransportError:
     """The transport failed to deliver (§17.1.4, §17.2.4); a client TU synthesizes a 503."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Terminated:
     """The transaction is over; always the last action of its list."""
 

@@ -15,9 +15,9 @@ from typing import Any
 from twisted.internet import defer, protocol
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from ivr.logs import Logger
 from ivr.sip.core import ClearTimer, CloseConnection, Peer, SetTimer, SipCore, Transmit
 from ivr.sip.framing import FramingError, KeepAlive, StreamFramer
 

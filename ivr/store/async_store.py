@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorThreads
 from twisted.python.threadpool import ThreadPool
 
 from ivr.call_records import CallRecord
@@ -27,11 +27,14 @@ from ivr.sip.registrar import Binding
 from ivr.store.errors import StoreError
 from ivr.store.protocols import VoicemailMessage
 from ivr.store.sqlite import SqliteStore
+from ivr.store.state_cache import StateCache
 from ivr.store.tokens import ApiToken
 
 __all__ = ["AsyncStore"]
 
 T = TypeVar("T")
+
+RECORD_BATCH_DELAY = 0.05  # seconds a finished call's record may wait to share a transaction
 
 
 class AsyncStore:
@@ -51,6 +54,10 @@ class AsyncStore:
         self._shutdown_trigger: object | None = None
         self._records: list[tuple[CallRecord, Deferred[bool]]] = []  # waiting to be written
         self._writing_records = False
+        self._records_timer: IDelayedCall | None = None
+        self._states = (
+            StateCache()
+        )  # every state write goes through here: reads can be answered at once
 
     @classmethod
     def for_path(cls, path: str | os.PathLike[str], reactor: Any, **kwargs: Any) -> AsyncStore:
@@ -77,7 +84,7 @@ class AsyncStore:
     def stop(self) -> Deferred[None]:
         if not self._pool.started:
             return succeed(None)
-        if self._records:  # call records waiting behind a write in flight: before closing
+        if self._records:  # call records still gathering or behind a write: before closing
             self._write_records()
 
         def done(result: Any) -> Any:
@@ -128,15 +135,39 @@ class AsyncStore:
     # profile state and audit
 
     def get_state(self, user: str) -> Deferred[UserState]:
-        return self.run(lambda s: s.states.get(user))
+        """``user``'s stored state: as an earlier read found it when no write came
+        since, else read on the store thread (see :mod:`ivr.store.state_cache`)."""
+        known = self._states.get(user)
+        if known is not None:
+            return succeed(known)
+        token = self._states.read_started(user)
+
+        def remember(state: UserState) -> UserState:
+            self._states.read_done(user, token, state)
+            return state
+
+        return self.run(lambda s: s.states.get(user)).addCallback(remember)
 
     def save_state(self, state: UserState, expected_version: int) -> Deferred[UserState]:
-        return self.run(lambda s: s.states.save(state, expected_version))
+        return self._write_state(state.user, lambda s: s.states.save(state, expected_version))
 
     def save_state_with_audit(
         self, state: UserState, expected_version: int, entry: AuditEntry
     ) -> Deferred[UserState]:
-        return self.run(lambda s: s.save_state_with_audit(state, expected_version, entry))
+        return self._write_state(
+            state.user, lambda s: s.save_state_with_audit(state, expected_version, entry)
+        )
+
+    def _write_state(
+        self, user: str, write: Callable[[SqliteStore], UserState]
+    ) -> Deferred[UserState]:
+        self._states.write_started(user)
+
+        def done(result: Any) -> Any:
+            self._states.write_done(user)
+            return result
+
+        return self.run(write).addBoth(done)
 
     def append_audit(self, entry: AuditEntry) -> Deferred[int]:
         return self.run(lambda s: s.audit.append(entry))
@@ -218,14 +249,19 @@ class AsyncStore:
 
     def add_call_record(self, record: CallRecord) -> Deferred[bool]:
         """Write a finished call's record (once: an id already stored is left alone).
-        Records that come while a write is in flight go together in the next transaction."""
+        Records are gathered for up to ``RECORD_BATCH_DELAY`` and written in one
+        transaction, as are those that come while a write is in flight: at hundreds of
+        calls a second one trip to the store thread per record costs more than the write."""
         d: Deferred[bool] = Deferred()
         self._records.append((record, d))
-        if not self._writing_records:
-            self._write_records()
+        if not self._writing_records and self._records_timer is None:
+            self._records_timer = self._reactor.callLater(RECORD_BATCH_DELAY, self._write_records)
         return d
 
     def _write_records(self) -> None:
+        timer, self._records_timer = self._records_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         batch, self._records = self._records, []
         self._writing_records = True
         records = [record for record, _ in batch]
@@ -240,8 +276,10 @@ class AsyncStore:
 
         def next_batch(_: object) -> None:
             self._writing_records = False
-            if self._records:
-                self._write_records()
+            if self._records and self._records_timer is None:
+                self._records_timer = self._reactor.callLater(
+                    RECORD_BATCH_DELAY, self._write_records
+                )
 
         done = self.run(lambda s: s.call_records.add_all(records))
         done.addCallbacks(written, failed).addBoth(next_batch)

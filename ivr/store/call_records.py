@@ -20,6 +20,7 @@ from ivr.store.codec import encode_datetime
 __all__ = ["MAX_LIMIT", "CallRecordRepository", "SqliteCallRecordRepository"]
 
 MAX_LIMIT = 1000
+_IDS_PER_QUERY = 500  # well below SQLite's limit of host parameters per statement
 
 
 class CallRecordRepository(Protocol):
@@ -71,26 +72,40 @@ class SqliteCallRecordRepository:
                 r.dialled,
                 r.user,
                 r.outcome,
-                json.dumps(r.as_json(), ensure_ascii=False, sort_keys=True),
+                json.dumps(r.as_json(), ensure_ascii=False),
             )
             for r in records
         ]
-        added: list[bool] = []
         with self._db.write() as conn:
+            # three statements per batch, not two per record: each is a GIL round trip
+            ids = [row[0] for row in rows]
+            stored: set[str] = set()
+            for first in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[first : first + _IDS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT id FROM call_record WHERE id IN ({marks})"
+                stored.update(found for (found,) in conn.execute(query, chunk))
+            added = []
+            fresh: list[tuple[object, ...]] = []
+            parties: list[tuple[str, float, str]] = []
             for record, row in zip(records, rows, strict=True):
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO call_record (id, started_at, started_epoch, kind, "
-                    "caller, dialled, called_user, outcome, record) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-                added.append(cursor.rowcount > 0)
-                if cursor.rowcount > 0:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO call_party (user, started_epoch, record_id) "
-                        "VALUES (?, ?, ?)",
-                        [(user, row[2], record.id) for user in record.parties],
-                    )
+                new = record.id not in stored
+                added.append(new)
+                if new:
+                    stored.add(record.id)  # the same id twice in one batch: written once
+                    fresh.append(row)
+                    parties += [(user, row[2], record.id) for user in record.parties]
+            conn.executemany(
+                "INSERT INTO call_record (id, started_at, started_epoch, kind, "
+                "caller, dialled, called_user, outcome, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                fresh,
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO call_party (user, started_epoch, record_id) "
+                "VALUES (?, ?, ?)",
+                parties,
+            )
         return added
 
     def get(self, record_id: str) -> CallRecord | None:
