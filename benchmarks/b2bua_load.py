@@ -241,6 +241,7 @@ class Step:
     peak_calls: int | None = None
     cpu_percent: float | None = None
     cpu_us_per_call: float | None = None
+    reactor_percent: float | None = None  # the reactor thread alone (the store has its own)
     waited_ms: float | None = None
     reason: str = ""
 
@@ -281,7 +282,10 @@ class Step:
             text += f"simultaneous calls peak {self.peak_calls:5}  "
         label = "server cpu" if self.who == "ivr" else "uas cpu"
         if self.cpu_percent is not None and self.cpu_us_per_call is not None:
-            text += f"{label} {self.cpu_percent:5.1f}% ({self.cpu_us_per_call:5.0f} µs/call)  "
+            text += f"{label} {self.cpu_percent:5.1f}% ({self.cpu_us_per_call:5.0f} µs/call"
+            if self.reactor_percent is not None:
+                text += f", reactor thread {self.reactor_percent:4.1f}%"
+            text += ")  "
         if self.waited_ms is not None:
             text += f"waited for a cpu {self.waited_ms:5.0f} ms  "
         text += "held" if self.held else f"NOT held{': ' + self.reason if self.reason else ''}"
@@ -334,6 +338,7 @@ def run_step(
         peak = PeakCalls(service)
     pid = service.process.pid if service is not None else None
     waited = run_queue_wait(pid) if pid is not None else 0.0
+    reactor_before = service.reactor_cpu_seconds() if service is not None else 0.0
     before = cpu()
     started = time.monotonic()
     try:
@@ -341,6 +346,7 @@ def run_step(
     finally:
         wall = time.monotonic() - started
         used = cpu() - before
+        reactor_used = (service.reactor_cpu_seconds() - reactor_before) if service else 0.0
         if pid is not None:
             waited = run_queue_wait(pid) - waited
         peak_calls = peak.stop() if peak is not None else None
@@ -364,6 +370,7 @@ def run_step(
         peak_calls=peak_calls,
         cpu_percent=100.0 * used / wall if wall else None,
         cpu_us_per_call=1e6 * max(0.0, used - idle * wall) / max(1, result.successful),
+        reactor_percent=100.0 * reactor_used / wall if service is not None and wall else None,
         waited_ms=1000 * waited if pid is not None else None,
         reason=_first_error(result.errors) if result.failed or missing else "",
     )
@@ -666,7 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(added delay p50 {our_best.delay_p50_ms:.2f} ms, p99 {our_best.delay_p99_ms:.2f} "
             f"ms; setup p99 {our_best.setup_p99_ms:.0f} ms; simultaneous calls peak "
             f"{our_best.peak_calls}; server CPU {our_best.cpu_percent:.1f}% = "
-            f"{our_best.cpu_us_per_call:.0f} µs/call)"
+            f"{our_best.cpu_us_per_call:.0f} µs/call, reactor thread "
+            f"{our_best.reactor_percent or 0:.1f}%)"
         )
         half = [s for s in ours if s.held and s.rate <= our_best.rate / 2]
         if half:

@@ -43,12 +43,14 @@ from ivr.sip.transaction import CancelTimer, StartTimer
 from ivr.sip.uri import UriError, parse_uri
 
 __all__ = [
+    "CALL_TIMER",
     "RING_TIMER",
     "AckReceived",
     "AckTimedOut",
     "Action",
     "Answered",
     "Bridge",
+    "CallLimitReached",
     "CallerCancelled",
     "CancelTimer",
     "Event",
@@ -79,6 +81,7 @@ Side = Literal["caller", "callee"]
 CALLER: Side = "caller"
 CALLEE: Side = "callee"
 RING_TIMER = "ring"
+CALL_TIMER = "call"  # the longest a bridged call may last (a lost BYE must not leave it up)
 DEFAULT_MAX_FORWARDS = 70
 
 # Headers carried from one side's request or response to the other's.
@@ -248,6 +251,11 @@ class Answered:
 
 
 @dataclass(frozen=True, slots=True)
+class CallLimitReached:
+    """The call lasted ``max_duration``: the bridge is ending it (BYE to both sides)."""
+
+
+@dataclass(frozen=True, slots=True)
 class NotReached:
     """Nobody answered: go on with the plan. ``statuses`` per leg (408 for no answer)."""
 
@@ -270,6 +278,7 @@ Action = (
     | Track
     | Untrack
     | Answered
+    | CallLimitReached
     | NotReached
     | Finished
 )
@@ -438,6 +447,7 @@ class Bridge:
         to_value: str,
         answered: Dialog | None = None,
         origin: Origin | None = None,
+        max_duration: float | None = None,
     ) -> None:
         if not targets:
             raise ValueError("a bridge needs at least one target")
@@ -449,6 +459,7 @@ class Bridge:
         self.local_tag = local_tag
         self.timeout = timeout
         self.max_forwards = max_forwards
+        self.max_duration = max_duration  # seconds after the answer; None: no limit
         self.answered = answered is not None
         self.caller_dialog = answered or Dialog.as_uas(
             caller_invite, local_tag, self._contact(caller_peer.transport)
@@ -595,7 +606,7 @@ class Bridge:
         leg.state = WINNER
         if self.answered:
             return self._move(leg, response)
-        actions: list[Action] = [CancelTimer(RING_TIMER)]
+        actions: list[Action] = [CancelTimer(RING_TIMER), *self._limit()]
         if self.caller_invite.body:
             leg.ack = self._in_dialog(leg.dialog, "ACK", leg.target.peer)
             actions.append(SendAck(leg.ack, leg.target.peer))
@@ -630,6 +641,7 @@ class Bridge:
         reinvite.body = self._as_ours(response.body, response.headers.get("content-type"))
         actions: list[Action] = [
             CancelTimer(RING_TIMER),
+            *self._limit(),
             Track(self.caller_dialog, CALLER),
             Track(leg.dialog, CALLEE),
             Send(reinvite, peer, Ref("moved", 0)),
@@ -701,6 +713,16 @@ class Bridge:
         statuses = tuple(leg.status or 408 for leg in self.legs)
         actions.append(NotReached(statuses, reason))
         return actions
+
+    def _limit(self) -> list[Action]:
+        """The call timer, started when a leg wins."""
+        return [] if self.max_duration is None else [StartTimer(CALL_TIMER, self.max_duration)]
+
+    def _call_timeout(self, event: TimerFired) -> list[Action]:
+        """The call lasted its longest: BYE to both sides (one of them may be long gone)."""
+        if event.name != CALL_TIMER:
+            return []
+        return [CallLimitReached(), *self._end({CALLER, CALLEE})]
 
     def _ring_timeout(self, event: TimerFired) -> list[Action]:
         if event.name != RING_TIMER:
@@ -894,6 +916,7 @@ def _table() -> dict[tuple[str, str], Handler]:
         table[(state, "moved")] = B._moved_response
     table[(RINGING, "timer")] = B._ring_timeout
     table[(RINGING, "cancel")] = B._caller_cancel
+    table[(UP, "timer")] = B._call_timeout
     table[(UP, "ack")] = B._ack
     table[(UP, "request")] = B._request
     table[(UP, "ack-timeout")] = B._ack_timeout

@@ -147,6 +147,7 @@ class SipConfig:
     auth_algorithms: tuple[str, ...] = AUTH_ALGORITHMS
     auth_uri_check: str = "strict"
     trusted_peers: tuple[IpNetwork, ...] = ()
+    max_call_seconds: int = 43200  # a bridged call is ended (BYE both ways) after this; 0: never
 
     def __post_init__(self) -> None:
         _ip(self.host)
@@ -598,6 +599,7 @@ def _sip(t: _Table) -> SipConfig:
         auth_algorithms=algorithms,
         auth_uri_check=uri_check,
         trusted_peers=tuple(peers),
+        max_call_seconds=t.integer("max_call_seconds", 43200, 0, 7 * 86400),
     )
     t.done()
     return sip

@@ -736,6 +736,7 @@ class Announcement(MediaCall):
                 to_value=f"<sip:{to}@{domain}>",
                 answered=self.dialog,
                 origin=self.our_sdp.origin,
+                max_duration=services.config.sip.max_call_seconds or None,
             )
         except ValueError as exc:
             log.info("cannot move the caller: {err}", err=exc)

@@ -20,6 +20,7 @@ from ivr.b2bua import (
     Answered,
     Bridge,
     CallerCancelled,
+    CallLimitReached,
     CancelTimer,
     Event,
     Finished,
@@ -135,6 +136,14 @@ class BridgeRunner:
             self.manager.untrack(action.dialog_id)
         elif isinstance(action, Answered):
             self.call.answered(self, action.target)
+        elif isinstance(action, CallLimitReached):
+            longest = self.bridge.max_duration or 0
+            call_id = self.bridge.caller_invite.call_id
+            log.info("call {id} ended after {s:.0f} s, the longest call", id=call_id, s=longest)
+            if self.record is not None:
+                self.record.step(
+                    f"ended: the longest call ({longest:.0f} s)", self.manager.services.now()
+                )
         elif isinstance(action, NotReached):
             self.call.not_reached(self, action)
         elif isinstance(action, Finished):
@@ -226,6 +235,7 @@ class RingingCall:
                 max_forwards=self.max_forwards,
                 from_value=self._from_value(domain),
                 to_value=f"<sip:{to_user}@{domain}>",
+                max_duration=services.config.sip.max_call_seconds or None,
             )
         except DialogError as exc:
             self.reject(400, exc.reason)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ivr.b2bua import (
+    CALL_TIMER,
     RING_TIMER,
     AckReceived,
     AckTimedOut,
@@ -16,6 +17,7 @@ from ivr.b2bua import (
     Answered,
     Bridge,
     CallerCancelled,
+    CallLimitReached,
     CancelTimer,
     Finished,
     Local,
@@ -329,6 +331,35 @@ def test_bye_from_the_device_is_relayed_to_the_caller() -> None:
     crossing = b.handle(RequestReceived("caller", in_dialog(b, "caller", "BYE"), "t2"))
     assert crossing == [Reply("t2", 200)]
     assert Finished() in b.handle(Responded(bye.ref, None))
+
+
+def test_a_call_that_lasts_its_longest_is_ended_with_bye_to_both_sides() -> None:
+    """A phone that vanished without BYE must not keep the call up for ever."""
+    b = bridge(DESK)
+    b.max_duration = 3600.0
+    b.start()
+    actions = respond(b, 0, 200, body=ANSWER)
+    assert StartTimer(CALL_TIMER, 3600.0) in actions
+    assert b.handle(TimerFired(RING_TIMER)) == []  # a stale ring timer changes nothing
+    ended = b.handle(TimerFired(CALL_TIMER))
+    assert CallLimitReached() in ended
+    byes = of(ended, Send)
+    assert sorted((s.peer.port, s.request.method) for s in byes) == [
+        (CALLER.port, "BYE"),
+        (DESK.peer.port, "BYE"),
+    ]
+    assert b.state == "ending"
+    caller_bye, desk_bye = sorted(byes, key=lambda s: s.peer != CALLER)
+    assert b.handle(Responded(desk_bye.ref, reply(desk_bye.request, 200))) == []
+    done = b.handle(Responded(caller_bye.ref, None))  # the vanished caller: BYE timed out
+    assert Finished() in done and b.state == "ended"
+    assert b.handle(TimerFired(CALL_TIMER)) == []  # once over, the timer means nothing
+
+
+def test_without_a_limit_no_call_timer_is_started() -> None:
+    b, _ = started()
+    answer = respond(b, 0, 200, body=ANSWER)
+    assert of(answer, Answered) and all(t.name != CALL_TIMER for t in of(answer, StartTimer))
 
 
 @pytest.mark.parametrize("method", ["INVITE", "UPDATE", "INFO"])

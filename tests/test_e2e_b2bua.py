@@ -173,6 +173,30 @@ def test_the_device_hanging_up_ends_the_caller_s_call(
     assert idle(service), "call state left behind"
 
 
+def test_a_call_longer_than_max_call_seconds_is_ended_on_both_sides(
+    tmp_path: Path, start_ivr: StartIvr, sipp_binary: str, sinks: dict[str, RtpSink]
+) -> None:
+    """Neither side hangs up (as if a phone vanished without BYE): after
+    ``max_call_seconds`` the service sends BYE to both and forgets the call."""
+    text = demo_config_text(tmp_path)
+    limited = text.replace("max_call_seconds = 43200", "max_call_seconds = 2", 1)
+    assert limited != text
+    service = start_ivr(config=write_config(tmp_path, limited), clean_log=True)
+    desk = device(service, DESK, "b2b_device_answer.xml", sinks["desk"], tmp_path)
+    started = time.monotonic()
+    caller = call(service, "b2b_call_listen.xml", sinks["caller"], tmp_path)
+    lasted = time.monotonic() - started
+    desk_result = desk.wait()
+    assert caller.returncode == 0 and caller.successful == 1, caller.explain()
+    assert desk_result.returncode == 0, desk_result.explain()
+    (to_caller,) = received(caller, "BYE ")
+    (to_desk,) = received(desk_result, "BYE ")
+    assert header(to_caller, "Call-ID") == header(received(caller, "SIP/2.0 200")[0], "Call-ID")
+    assert header(to_desk, "Call-ID") == header(received(desk_result, "INVITE ")[0], "Call-ID")
+    assert 2.0 <= lasted < 10.0, lasted  # the desk answers after ~1 s of ringing
+    assert idle(service), "call state left behind"
+
+
 def test_do_not_disturb_is_busy(
     service: RunningService, sipp_binary: str, sinks: dict[str, RtpSink], tmp_path: Path
 ) -> None:
