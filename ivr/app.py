@@ -18,6 +18,7 @@ from ivr.calls import CallManager, CallServices
 from ivr.config import Config
 from ivr.directory import Directory
 from ivr.directory_service import DirectoryService, dropped_usernames
+from ivr.lag_probe import LagProbe
 from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.profile_service import ProfileService, effective_json
@@ -68,6 +69,7 @@ class Service:
     calls: Any = None
     _http: Any = None
     _loops: list[task.LoopingCall] = field(default_factory=list)
+    lag_probe: LagProbe | None = None  # feeds the overload guard
     _upserts: dict[tuple[str, str], Binding] = field(default_factory=dict)
     _deletes: set[tuple[str, str]] = field(default_factory=set)
 
@@ -79,6 +81,7 @@ class Service:
             "uptime": round(now - self.started_at, 3),
             "registrations": self.registrar.count(now),
             "active_calls": self.calls.active_calls if self.calls is not None else 0,
+            "overloaded": self.calls.services.overload.overloaded if self.calls else False,
             "sip": {"host": self.runtime.host, "port": self.sip_port},
         }
 
@@ -119,6 +122,8 @@ class Service:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
+        if self.lag_probe is not None:
+            self.lag_probe.stop()
         yield self.runtime.stop()
         if self.media is not None:
             self.media.close()
@@ -302,6 +307,8 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         lambda f: log.failure("binding flush failed", f)
     )
     service._loops.append(flush)
+    service.lag_probe = LagProbe(reactor, calls.services.overload)
+    service.lag_probe.start()
     log.info(
         "ivr {version} listening: SIP {transports} {host}:{port}, HTTP {hhost}:{hport}",
         version=__version__,

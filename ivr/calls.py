@@ -41,6 +41,7 @@ from ivr.media.prompts import PromptLibrary
 from ivr.media.session import MediaEngine
 from ivr.media_calls import FeatureCall, open_media
 from ivr.metrics import CallCounters
+from ivr.overload import OverloadGuard
 from ivr.profile_service import ProfileService
 from ivr.queue_calls import QueueCall, QueueService
 from ivr.registration import RegistrationService
@@ -78,6 +79,7 @@ class CallServices:
     store: Any = None  # where voicemail goes (ivr.voicemail.VoicemailSink)
     directory_service: DirectoryService | None = None  # commits phone-made directory changes
     counters: CallCounters = field(default_factory=CallCounters)  # for /metrics
+    overload: OverloadGuard = field(default_factory=OverloadGuard)  # sheds new calls when late
 
     def digit_merger(self) -> DigitMerger:
         """A call's merger of DTMF sources, counting the presses it passes."""
@@ -177,6 +179,12 @@ class CallManager:
         if tag_of(req.headers.get("to") or "") is not None:
             if not self.handle_in_dialog(request):
                 request.respond(481)
+            return
+        overload = self.services.overload
+        if overload.overloaded:  # calls in progress come first (RFC 3261 §21.5.4)
+            retry = [("Retry-After", str(overload.retry_after))]
+            request.respond(503, "Overloaded", headers=retry)
+            self.services.counters.calls.inc(outcome="overloaded")
             return
         try:
             dialled = parse_uri(req.uri).user_decoded or ""

@@ -243,6 +243,10 @@ SCHEMAS: dict[str, Schema] = {
             "uptime": {"type": "number"},
             "registrations": {"type": "integer"},
             "active_calls": {"type": "integer"},
+            "overloaded": {
+                "type": "boolean",
+                "description": "new calls are refused with 503 while the reactor runs late",
+            },
             "sip": {"type": "object"},
         },
     ),

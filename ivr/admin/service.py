@@ -36,6 +36,7 @@ _GAUGES = {
     "uptime": ("ivr_uptime_seconds", "Seconds since the service started"),
     "registrations": ("ivr_registrations", "Live SIP registrations (bindings)"),
     "active_calls": ("ivr_active_calls", "Calls in progress"),
+    "overloaded": ("ivr_overloaded", "1 while new calls are refused with 503 (reactor late)"),
 }
 
 
