@@ -39,7 +39,7 @@ __all__ = [
     "trunk_target",
 ]
 
-TRUNK_TRANSPORTS = ("udp",)  # outbound TCP needs a client connection: not yet
+TRUNK_TRANSPORTS = ("udp", "tcp")  # TCP: one connection to the peer, opened on demand
 DIVERSION_MODES = ("diversion", "history-info")
 # RFC 5806 §4 reasons we use, with the RFC 4458 cause History-Info carries for them.
 REASONS: dict[str, int] = {
@@ -56,7 +56,7 @@ _PREFIX = re.compile(r"\+[0-9]{1,15}")
 
 
 def parse_peer(text: str) -> tuple[str, int, str]:
-    """``sip:HOST[:PORT][;transport=udp]`` → (host, port, transport); ValueError if not."""
+    """``sip:HOST[:PORT][;transport=udp|tcp]`` → (host, port, transport); ValueError if not."""
     try:
         uri = parse_uri(text.strip())
     except UriError as exc:

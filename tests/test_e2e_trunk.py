@@ -57,8 +57,9 @@ ABROAD = "+4930123456"  # where Semester forwards (not on the allow-list)
 class Trunk:
     """Where the trunk SIPp listens; set before the service starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: str = "udp") -> None:
         self.port = free_port(TRUNK_HOST)
+        self.transport = transport
 
     def uas(self, scenario: str, tmp: Path, sink: RtpSink, calls: int = 1) -> SippProcess:
         workdir = tmp / f"trunk-{len(list(tmp.glob('trunk-*')))}"
@@ -66,6 +67,7 @@ class Trunk:
             scenario=scenario,
             local_host=TRUNK_HOST,
             local_port=self.port,
+            transport=self.transport,
             calls=calls,
             keys={"rtp_port": str(sink.port)},
             timeout=40,
@@ -122,6 +124,7 @@ def from_trunk(
     caller: str = "+46855512345",
     host: str = TRUNK_HOST,
     workdir: Path | None = None,
+    transport: str = "udp",
 ) -> SippResult:
     """A call from the public network (sent from ``host``) to ``callee``."""
     workdir = workdir or tmp / f"outside-{len(list(tmp.glob('outside-*')))}"
@@ -129,6 +132,7 @@ def from_trunk(
         scenario=scenario,
         remote=(service.host, service.sip_port),
         local_host=host,
+        transport=transport,
         keys={"callee": callee, "caller": caller, "rtp_port": str(sink.port)},
         timeout=40,
         workdir=workdir,

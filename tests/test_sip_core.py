@@ -7,6 +7,7 @@ import random
 import pytest
 from twisted.internet.task import Clock
 
+from ivr.sip.build import make_response
 from ivr.sip.core import ClearTimer, Peer, ServerRequest, SetTimer, SipCore, Transmit
 from ivr.sip.ids import Ids
 from ivr.sip.message import Request, Response, parse_message
@@ -276,3 +277,52 @@ def test_client_request_gets_its_response_and_timeout(h: Harness) -> None:
     assert len(h.sent) == 2  # timer E retransmission
     h.clock.advance(40)
     assert seen == [None]  # timer F: no answer
+
+
+def _client_request(h: Harness, method: str, peer: Peer, call_id: str) -> Request:
+    req = Request(method, f"sip:+46701234567@{peer.host}:{peer.port}")
+    req.headers.add("Via", h.core.via_value(peer))
+    for name, value in (
+        ("From", "<sip:ivr@192.0.2.1>;tag=a"),
+        ("To", "<sip:+46701234567@192.0.2.20>"),
+        ("Call-ID", call_id),
+        ("CSeq", f"1 {method}"),
+        ("Max-Forwards", "70"),
+    ):
+        req.headers.add(name, value)
+    return req
+
+
+def test_transport_failure_fails_the_client_transactions_to_that_peer_at_once(
+    h: Harness,
+) -> None:
+    trunk = Peer("tcp", "192.0.2.20", 5060)
+    seen: dict[str, list[Response | None]] = {"invite": [], "options": [], "elsewhere": []}
+    h.core.send_request(_client_request(h, "INVITE", trunk, "c1"), trunk, seen["invite"].append)
+    h.core.send_request(_client_request(h, "OPTIONS", trunk, "c2"), trunk, seen["options"].append)
+    other = Peer("tcp", "192.0.2.21", 5060)  # another peer: untouched
+    h.core.send_request(_client_request(h, "OPTIONS", other, "c3"), other, seen["elsewhere"].append)
+    assert len(h.core.table) == 3
+    assert h.core.transport_failed(Peer("tcp", "192.0.2.20", 5060, conn=object())) == 2
+    statuses = {name: [r.status if r else None for r in got] for name, got in seen.items()}
+    assert statuses == {"invite": [503], "options": [503], "elsewhere": []}  # §8.1.3.1
+    local = seen["invite"][0]
+    assert local is not None and local.headers.get("call-id") == "c1"
+    assert local.headers.get("cseq") == "1 INVITE"
+    assert len(h.core.table) == 1
+    h.clock.advance(64)  # the failed ones' timers B/F find nothing: no second report
+    statuses = {name: [r.status if r else None for r in got] for name, got in seen.items()}
+    assert statuses == {"invite": [503], "options": [503], "elsewhere": [None]}
+    assert h.core.transport_failed(trunk) == 0
+
+
+def test_transport_failure_after_the_final_response_changes_nothing(h: Harness) -> None:
+    trunk = Peer("udp", "192.0.2.20", 5060)
+    seen: list[Response | None] = []
+    invite = _client_request(h, "INVITE", trunk, "c4")
+    h.core.send_request(invite, trunk, seen.append)
+    answer = make_response(invite, 486, to_tag="t1")
+    h.core.receive(answer.to_bytes(), trunk)
+    assert [r.status for r in seen if r is not None] == [486]
+    assert h.core.transport_failed(trunk) == 0  # Completed (Timer D): nothing to tell the TU
+    assert [r.status if r else None for r in seen] == [486]

@@ -59,6 +59,8 @@ TRUNK = Trunk(host="192.0.2.10", port=5060, allow=("+46", "+4791"))
     [
         ("sip:192.0.2.10", ("192.0.2.10", 5060, "udp")),
         ("sip:192.0.2.10:5080;transport=udp", ("192.0.2.10", 5080, "udp")),
+        ("sip:192.0.2.10;transport=tcp", ("192.0.2.10", 5060, "tcp")),
+        ("sip:192.0.2.10:5080;transport=TCP", ("192.0.2.10", 5080, "tcp")),
         ("sip:[2001:db8::1]:5062", ("2001:db8::1", 5062, "udp")),
         (" sip:127.0.0.1:5090 ", ("127.0.0.1", 5090, "udp")),
     ],
@@ -74,7 +76,8 @@ def test_peer_uris(text: str, expected: tuple[str, int, str]) -> None:
         ("sips:192.0.2.10", "SIP URI"),
         ("sip:trunk@192.0.2.10", "SIP URI"),
         ("sip:sbc.example.net", "IP address"),
-        ("sip:192.0.2.10;transport=tcp", "transport"),
+        ("sip:192.0.2.10;transport=tls", "transport must be one of udp, tcp, got 'tls'"),
+        ("sip:192.0.2.10;transport=sctp", "transport must be one of udp, tcp, got 'sctp'"),
     ],
 )
 def test_bad_peer_uris_say_why(text: str, why: str) -> None:
@@ -96,6 +99,13 @@ def test_the_allow_list_is_by_e164_prefix(number: str, allowed: bool) -> None:
     assert TRUNK.allows(number) is allowed
 
 
+def test_a_tcp_trunk_sends_its_legs_over_tcp() -> None:
+    trunk = Trunk(host="192.0.2.10", port=5080, transport="tcp")
+    target = trunk_target(trunk, "+46701234567", "mobile")
+    assert target.peer == Peer("tcp", "192.0.2.10", 5080)
+    assert target.peer.reliable
+
+
 def test_an_empty_allow_list_allows_nothing() -> None:
     assert not Trunk(host="192.0.2.10").allows("+46701234567")
 
@@ -105,7 +115,7 @@ def test_an_empty_allow_list_allows_nothing() -> None:
     [
         {"host": "sbc.example.net"},
         {"host": "192.0.2.10", "port": 0},
-        {"host": "192.0.2.10", "transport": "tcp"},
+        {"host": "192.0.2.10", "transport": "tls"},
         {"host": "192.0.2.10", "allow": ("46",)},
         {"host": "192.0.2.10", "allow": ("+46a",)},
         {"host": "192.0.2.10", "diversion": ()},
@@ -269,8 +279,8 @@ def test_no_trunk_table_means_no_trunk(tmp_path: Path) -> None:
         ),
         (
             'peer = "sip:127.0.0.1:5080;transport=udp"',
-            'peer = "sip:127.0.0.1:5080;transport=tcp"',
-            "trunk.peer: transport must be one of udp, got 'tcp'",
+            'peer = "sip:127.0.0.1:5080;transport=tls"',
+            "trunk.peer: transport must be one of udp, tcp, got 'tls'",
         ),
         ('allow = ["+46"]', 'allow = ["46"]', "trunk.allow[0]: must be an E.164 prefix"),
         (

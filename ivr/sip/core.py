@@ -251,7 +251,8 @@ class SipCore:
         self, request: Request, peer: Peer, on_response: ResponseCallback | None = None
     ) -> None:
         """Send a request through a client transaction; ``on_response`` gets each
-        response, or None when the transaction timed out or the transport failed.
+        response, None when the transaction timed out, or a local 503 when the transport
+        failed (:meth:`transport_failed`).
         The top Via must carry a fresh RFC 3261 branch (``self.via_value(peer)``)."""
         key, actions = self.table.start_client(request, peer, peer.reliable, self._now())
         if on_response is not None:
@@ -261,6 +262,26 @@ class SipCore:
     def send_ack(self, ack: Request, peer: Peer) -> None:
         """An ACK for a 2xx goes straight to the transport (§13.2.2.4)."""
         self._emit([Transmit(peer, ack.to_bytes())])
+
+    def transport_failed(self, peer: Peer) -> int:
+        """The transport could not reach ``peer`` (connection refused, timed out, lost with
+        bytes unsent): every client transaction still waiting there fails now (§17.1.4),
+        and its TU gets a local 503 at once (§8.1.3.1) instead of Timer B/F's None.
+        Returns how many failed."""
+        where = (peer.transport, peer.host, peer.port)
+        now = self._now()
+
+        def there(dest: object) -> bool:
+            return isinstance(dest, Peer) and (dest.transport, dest.host, dest.port) == where
+
+        # one that has its final response has told the TU already
+        failed = [(key, client.request) for key, client in self.table.waiting_clients(there)]
+        for key, request in failed:
+            callback = self._callbacks.pop(key, None)
+            self._run(self.table.transport_error(key, now), key)
+            if callback is not None:
+                callback(make_response(request, 503, "Service Unavailable"))
+        return len(failed)
 
     def via_value(self, peer: Peer) -> str:
         """A Via for a new request from us, with a fresh branch."""

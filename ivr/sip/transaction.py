@@ -751,6 +751,9 @@ ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
 # -- the table -------------------------------------------------------------------
 
 
+_AWAITING_FINAL = frozenset({CALLING, TRYING, PROCEEDING})
+
+
 class TransactionTable:
     """Live transactions by key. Timers are named by (key, timer name).
 
@@ -871,6 +874,17 @@ class TransactionTable:
 
     def client(self, key: TxKey) -> ClientTransaction | None:
         return self._client.get(key)
+
+    def waiting_clients(
+        self, to: Callable[[object], bool]
+    ) -> list[tuple[TxKey, ClientTransaction]]:
+        """Client transactions still waiting for a final response whose destination
+        ``to`` accepts (a transport failure there fails them)."""
+        return [
+            (key, tx)
+            for key, tx in self._client.items()
+            if tx.state in _AWAITING_FINAL and to(tx.dest)
+        ]
 
     def __len__(self) -> int:
         return len(self._server) + len(self._client)

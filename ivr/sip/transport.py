@@ -1,7 +1,10 @@
 """Twisted UDP and TCP transports for the SIP core (the only SIP module that does I/O).
 
 Bytes in → ``core.receive``; the core's actions out → socket writes and timers.
-TCP is framed by Content-Length with a bounded buffer and an idle timeout.
+TCP is framed by Content-Length with a bounded buffer and an idle timeout. A message for
+a TCP peer we have no connection to opens one (:class:`Outbound`): the bytes wait in a
+bounded queue until it is up; if it cannot be made, the core's transactions to that peer
+fail at once (``SipCore.transport_failed``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from twisted.internet import defer, protocol
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.protocols.policies import TimeoutMixin
 
@@ -27,6 +30,8 @@ _DROP_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.
 UDP_BUFFER_BYTES = 4 << 20  # asked for; the kernel caps it at net.core.rmem_max/wmem_max
 ANY_PORT_ATTEMPTS = 20  # port 0: tries to find a port free for both UDP and TCP
 TIMER_TICK = 0.01  # seconds: SIP timers fire at most this late (T1 is 500 ms)
+TCP_CONNECT_TIMEOUT = 5.0  # seconds: an outgoing TCP connection not up by then has failed
+TCP_QUEUE_BYTES = 256 << 10  # bytes waiting for an outgoing connection; more are refused
 
 
 class TimerWheel:
@@ -138,17 +143,31 @@ class SipDatagramProtocol(protocol.DatagramProtocol):
 class SipStreamProtocol(protocol.Protocol, TimeoutMixin):
     """SIP over TCP: Content-Length framing, CRLF keep-alives, idle timeout."""
 
-    def __init__(self, runtime: SipRuntime, idle_timeout: float, max_size: int) -> None:
+    def __init__(
+        self,
+        runtime: SipRuntime,
+        idle_timeout: float,
+        max_size: int,
+        outbound: Outbound | None = None,
+    ) -> None:
         self.runtime = runtime
         self.idle_timeout = idle_timeout
         self.framer = StreamFramer(max_size=max_size)
         self.peer: Peer | None = None
+        self.outbound = outbound  # set when we opened the connection
 
     def connectionMade(self) -> None:
-        addr = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer = Peer("tcp", addr.host, addr.port, self)
-        self.runtime.connections[(addr.host, addr.port)] = self
+        outbound = self.outbound
+        if outbound is not None:  # known by the address we dialled
+            host, port = outbound.host, outbound.port
+        else:
+            addr = self.transport.getPeer()  # type: ignore[union-attr]
+            host, port = addr.host, addr.port
+        self.peer = Peer("tcp", host, port, self)
+        self.runtime.connections[(host, port)] = self
         self.setTimeout(self.idle_timeout)
+        if outbound is not None:
+            self.runtime.outbound_connected(outbound, self)
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -166,12 +185,17 @@ class SipStreamProtocol(protocol.Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         self.transport.loseConnection()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: object = None) -> None:
+    def connectionLost(self, reason: Any = None) -> None:
         self.setTimeout(None)
-        if self.peer is not None:
-            key = (self.peer.host, self.peer.port)
-            if self.runtime.connections.get(key) is self:
-                del self.runtime.connections[key]
+        peer = self.peer
+        if peer is None:
+            return
+        key = (peer.host, peer.port)
+        if self.runtime.connections.get(key) is self:
+            del self.runtime.connections[key]
+        if self.outbound is not None and reason is not None and not reason.check(ConnectionDone):
+            # ours broke (reset): what we sent on it may never have left
+            self.runtime.outbound_broken(peer, reason.getErrorMessage())
 
 
 class SipStreamFactory(protocol.ServerFactory):
@@ -182,6 +206,34 @@ class SipStreamFactory(protocol.ServerFactory):
 
     def buildProtocol(self, addr: object) -> SipStreamProtocol:
         return SipStreamProtocol(self.runtime, self.idle_timeout, self.max_size)
+
+
+class Outbound(protocol.ClientFactory):
+    """One outgoing TCP connection being made to ``host``:``port``, and the bytes
+    waiting for it (in order, at most ``TCP_QUEUE_BYTES``)."""
+
+    def __init__(self, runtime: SipRuntime, host: str, port: int) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.port = port
+        self.queue: list[bytes] = []
+        self.queued = 0
+        self.connector: Any = None
+
+    def add(self, data: bytes) -> bool:
+        """Queue ``data``; False (and nothing queued) when the queue is full."""
+        if self.queued + len(data) > TCP_QUEUE_BYTES:
+            return False
+        self.queue.append(data)
+        self.queued += len(data)
+        return True
+
+    def buildProtocol(self, addr: object) -> SipStreamProtocol:
+        runtime = self.runtime
+        return SipStreamProtocol(runtime, runtime.tcp_idle_timeout, runtime.max_size, self)
+
+    def clientConnectionFailed(self, connector: object, reason: Any) -> None:
+        self.runtime.outbound_failed(self, reason.getErrorMessage())
 
 
 class SipRuntime:
@@ -207,8 +259,10 @@ class SipRuntime:
         self.max_size = max_size
         self.udp: SipDatagramProtocol | None = None
         self.connections: dict[tuple[str, int], SipStreamProtocol] = {}
+        self.connecting: dict[tuple[str, int], Outbound] = {}
         self._ports: list[IListeningPort] = []
         self.timers = TimerWheel(reactor, core.timer_fired)
+        self._stopping = False
         core.attach(self.execute, reactor.seconds)
 
     def start(self) -> int:
@@ -247,6 +301,12 @@ class SipRuntime:
 
     def stop(self) -> defer.Deferred[Any]:
         self.timers.stop()
+        self._stopping = True
+        connecting = list(self.connecting.values())
+        self.connecting.clear()  # given up: nothing left to tell the core
+        for outbound in connecting:
+            if outbound.connector is not None and outbound.connector.state == "connecting":
+                outbound.connector.stopConnecting()
         for conn in list(self.connections.values()):
             conn.transport.loseConnection()  # type: ignore[union-attr]
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self._ports])
@@ -281,13 +341,62 @@ class SipRuntime:
                 self.udp.send(action.data, peer.host, peer.port)
             return
         conn = self._connection(peer)
-        if conn is None:
+        if conn is not None:
+            conn.transport.write(action.data)  # type: ignore[union-attr]
+        elif peer.conn is None:
+            self._connect(peer, action.data)
+        else:  # an answer on a connection the peer closed: it reaches out again if it cares
             log.info("no TCP connection to {host}:{port}", host=peer.host, port=peer.port)
+
+    def _connect(self, peer: Peer, data: bytes) -> None:
+        """Send ``data`` over a new connection to ``peer``: one per peer, bytes in order."""
+        key = (peer.host, peer.port)
+        outbound = self.connecting.get(key)
+        if outbound is not None:
+            if not outbound.add(data):
+                _refuse(peer, data)
             return
-        conn.transport.write(action.data)  # type: ignore[union-attr]
+        outbound = self.connecting[key] = Outbound(self, peer.host, peer.port)
+        if not outbound.add(data):
+            _refuse(peer, data)
+        bind = None if self.host in ("", "0.0.0.0", "::") else (self.host, 0)
+        outbound.connector = self.reactor.connectTCP(
+            peer.host, peer.port, outbound, timeout=TCP_CONNECT_TIMEOUT, bindAddress=bind
+        )
+
+    def outbound_connected(self, outbound: Outbound, conn: SipStreamProtocol) -> None:
+        """An outgoing connection is up: what waited for it goes first, in order."""
+        key = (outbound.host, outbound.port)
+        if self.connecting.get(key) is outbound:
+            del self.connecting[key]
+        queue, outbound.queue, outbound.queued = outbound.queue, [], 0
+        if queue:
+            conn.transport.writeSequence(queue)  # type: ignore[union-attr]
+
+    def outbound_failed(self, outbound: Outbound, reason: str) -> None:
+        """An outgoing connection could not be made: the core learns it now."""
+        key = (outbound.host, outbound.port)
+        if self.connecting.get(key) is not outbound:
+            return  # given up by stop()
+        del self.connecting[key]
+        outbound.queue, outbound.queued = [], 0
+        self._failed(Peer("tcp", outbound.host, outbound.port), reason)
+
+    def outbound_broken(self, peer: Peer, reason: str) -> None:
+        """A connection we opened broke (not closed cleanly): its transactions fail now."""
+        if not self._stopping:
+            self._failed(Peer("tcp", peer.host, peer.port), reason)
+
+    def _failed(self, peer: Peer, reason: str) -> None:
+        log.info("TCP to {peer} failed: {reason}", peer=str(peer), reason=reason)
+        self.core.transport_failed(peer)
 
     def _connection(self, peer: Peer) -> SipStreamProtocol | None:
         conn = peer.conn if isinstance(peer.conn, SipStreamProtocol) else None
         if conn is not None and conn.transport is not None and conn.connected:
             return conn
         return self.connections.get((peer.host, peer.port))
+
+
+def _refuse(peer: Peer, data: bytes) -> None:
+    log.warn("TCP queue to {peer} full: {size} bytes refused", peer=str(peer), size=len(data))
