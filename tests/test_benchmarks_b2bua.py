@@ -19,7 +19,8 @@ _STEP = re.compile(
     r"^ivr  rate     4/s  achieved +[\d.]+/s  ok +(\d+)  failed +(\d+)  "
     r"added delay p50 +([\d.]+) ms p99 +([\d.]+) ms \((\d+) paired\)  "
     r"setup p50 +\d+ ms p99 +\d+ ms  simultaneous calls peak +(\d+)  "
-    r"server cpu +[\d.]+% \( *(\d+) µs/call\)  waited for a cpu +\d+ ms  held$",
+    r"server cpu +([\d.]+)% \( *(\d+) µs/call, reactor thread +([\d.]+)%\)  "
+    r"waited for a cpu +\d+ ms  held$",
     re.M,
 )
 
@@ -33,12 +34,13 @@ def test_b2bua_load_runs_and_reports(sipp_binary: str, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     step = _STEP.search(out)
     assert step is not None, out
-    ok, failed, p50, p99, paired, peak, cpu_us = step.groups()
+    ok, failed, p50, p99, paired, peak, cpu, cpu_us, reactor = step.groups()
     assert (int(ok), int(failed)) == (6, 0)
     assert int(paired) == 6, "every caller INVITE paired with its leg INVITE on the wire"
     assert 0 < float(p50) <= float(p99) < 1000
     assert 1 <= int(peak) <= 6
     assert int(cpu_us) > 0
+    assert 0 <= float(reactor) <= float(cpu) + 2  # one thread of the process (± a clock tick)
     assert re.search(r"^sipp rate     4/s  achieved .* uas cpu .* held$", out, re.M), out
     assert "ivr  highest rate held: 4 forked call setups/s" in out
     assert "sipp highest rate held: 4 call setups/s" in out
