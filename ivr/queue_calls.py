@@ -35,6 +35,7 @@ from ivr.routing.queues import (
     Queue,
     QueueChange,
     QueueState,
+    as_queue_period,
     memberships,
     profile_changed,
     queue_decision,
@@ -169,19 +170,25 @@ class QueueService:
         self, user: User, result: CommandResult, entry: AuditEntry
     ) -> defer.Deferred[None]:
         """A stored profile change: the user's own queue choice (``*45``/``*46``) lapses
-        and the new profile decides. The profile change's audit entry stands for the
-        login/logout it implies (membership follows from the profile). Never fails (the
-        profile change is already stored): problems are logged."""
-        d = self._profile_changed(user, result.before, result.after)
+        and the new profile decides. A login or logout it brings gets an audit entry of
+        its own (same actor, way and time, ``because`` naming the profile). Never fails
+        (the profile change is already stored): problems are logged."""
+        d = self._profile_changed(user, result.before, result.after, entry)
         d.addErrback(
             lambda f: log.failure("queue update after a profile change failed", f, user=user)
         )
         return d
 
     @defer.inlineCallbacks
-    def _profile_changed(self, user: User, before: Effective, after: Effective) -> Any:
+    def _profile_changed(
+        self, user: User, before: Effective, after: Effective, cause: AuditEntry
+    ) -> Any:
         if not user.queues:
             return None
+        rules = self.profiles.config.rules
+        # the periods as the queue side dates them, so that a *45 choice is recognised
+        before = as_queue_period(before, user.schedules, cause.at, rules)
+        after = as_queue_period(after, user.schedules, cause.at, rules)
         lock = self._locks.setdefault(user.extension, defer.DeferredLock())
         yield lock.acquire()
         try:
@@ -190,10 +197,23 @@ class QueueService:
                 state = states[user.extension]
                 rules = self.profiles.config.rules
                 change = profile_changed(user, before, after, state, rules)
+                entry = None
+                if change.action != "none":
+                    entry = AuditEntry(
+                        at=cause.at,
+                        actor=cause.actor,
+                        action=change.action,
+                        target_user=user.extension,
+                        via=cause.via,
+                        detail={**change.detail, "because": f"profile {after.profile.id}"},
+                        on_behalf_of=cause.on_behalf_of,
+                    )
                 if not change.changed:
+                    if entry is not None:
+                        yield self.profiles.store.append_audit(entry)
                     return None
                 try:
-                    yield self.profiles.store.save_queue_state(change.state, state.version)
+                    yield self.profiles.store.save_queue_state(change.state, state.version, entry)
                 except ConflictError:
                     if attempt == MAX_ATTEMPTS - 1:
                         raise

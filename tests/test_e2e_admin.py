@@ -16,7 +16,6 @@ import time as clock
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -26,8 +25,8 @@ import soundfile as sf
 from ivr.admin.auth import new_token
 from ivr.media import g711, phrases
 from ivr.media.prompts import PromptLibrary
-from ivr.store.sqlite import SqliteStore
 from ivr.testing.api import Client, add_token
+from ivr.testing.audit import audit_log as audit
 from ivr.testing.devices import ANNA, auth_row, dial_code
 from ivr.testing.rtp_sink import RtpSink
 from ivr.testing.service import RunningService
@@ -65,11 +64,6 @@ def api(service: RunningService) -> Api:
         anon=anon,
         custom=service.db.parent / "prompts",
     )
-
-
-def audit(service: RunningService, user: str) -> list[Any]:
-    with SqliteStore(service.db) as store:
-        return store.audit.query(user=user)
 
 
 # --- auth ---------------------------------------------------------------------------------
@@ -239,27 +233,32 @@ def test_own_change_and_admin_acting_as_user_are_audited(service: RunningService
     assert acted.json["profile"] == "vacation" and acted.json["set_by"] == "1000"
     assert datetime.fromisoformat(acted.json["until"]) == datetime(2027, 1, 4, tzinfo=TZ)
 
-    (entry,) = audit(service, "1002")
+    logout, entry = audit(service, "1002")  # Semester logs Bengt out of his queue too
     assert (entry.actor, entry.on_behalf_of, entry.via) == ("1000", "1002", "api")
     assert entry.action == "activate" and entry.detail["to"] == "vacation"
-    (mine,) = audit(service, "1001")
-    assert (mine.actor, mine.on_behalf_of) == ("1001", None)
+    assert (logout.action, logout.actor, logout.on_behalf_of) == ("queue_logout", "1000", "1002")
+    assert logout.detail["because"] == "profile vacation"
+    left, mine = audit(service, "1001")  # Möte logs Anna out of support
+    assert (mine.actor, mine.on_behalf_of, mine.action) == ("1001", None, "activate")
+    assert (left.action, left.actor, left.detail["was"]) == ("queue_logout", "1001", ["support"])
 
     seen = api.bengt.call("GET", "/api/v1/audit").json  # a user sees their own log
     assert [(e["actor"], e["on_behalf_of"], e["target_user"]) for e in seen] == [
-        ("1000", "1002", "1002")
+        ("1000", "1002", "1002"),
+        ("1000", "1002", "1002"),
     ]
     everything = api.admin.call("GET", "/api/v1/audit?limit=10").json
     assert {e["target_user"] for e in everything} == {"1001", "1002"}
 
     back = api.admin.call("DELETE", "/api/v1/users/1002/profile")
     assert back.status == 200 and back.json["changed"] and back.json["profile"] == "available"
-    latest = audit(service, "1002")[0]
+    login, latest = audit(service, "1002")[:2]
     assert (latest.action, latest.actor, latest.on_behalf_of) == (
         "back_to_standard",
         "1000",
         "1002",
     )
+    assert (login.action, login.actor, login.on_behalf_of) == ("queue_login", "1000", "1002")
 
 
 def dial(service: RunningService, code: str, sink: RtpSink) -> None:

@@ -23,6 +23,7 @@ from test_e2e_admin import TZ
 
 from ivr.store.sqlite import SqliteStore
 from ivr.testing.api import Answer, Client, add_token, conforms
+from ivr.testing.audit import audit_log as audit
 from ivr.testing.devices import ANNA, auth_row, feature_code
 from ivr.testing.service import REPO, RunningService
 from ivr.testing.sipp import Sipp
@@ -97,11 +98,6 @@ def register(service: RunningService, user: str, password: str, scenario: str) -
         scenario=scenario, remote=(service.host, service.sip_port), inf_rows=[row], timeout=20
     )()
     assert result.returncode == 0 and result.successful == 1, result.explain()
-
-
-def audit(service: RunningService, user: str) -> list[object]:
-    with SqliteStore(service.db) as store:
-        return store.audit.query(user=user)
 
 
 def test_users_and_devices_are_live_and_survive_a_restart(

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ivr.media import phrases
-from ivr.store.sqlite import SqliteStore
 from ivr.testing.api import idle, profile
+from ivr.testing.audit import audit_actions as audit_log_actions
 from ivr.testing.devices import auth_row
 from ivr.testing.polling import poll
 from ivr.testing.rtp_sink import RtpSink, speech_frames_of
@@ -112,9 +112,8 @@ def run(
 
 
 def audit_actions(service: RunningService, user: str = "1001") -> list[str]:
-    """The audit trail's actions for ``user``, newest first."""
-    with SqliteStore(service.db) as store:
-        return [entry.action for entry in store.audit.query(user=user)]
+    """The profile changes in ``user``'s audit trail, newest first (no queue logouts)."""
+    return audit_log_actions(service, user, queues=False)
 
 
 def lunch_words(view: dict[str, object], now: datetime) -> list[str]:

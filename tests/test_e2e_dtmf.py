@@ -22,9 +22,9 @@ import pytest
 from conftest import require_binary
 
 from ivr.dtmf.generate import generate
-from ivr.store.sqlite import SqliteStore
 from ivr.testing import api
 from ivr.testing.api import metric
+from ivr.testing.audit import audit_log
 from ivr.testing.baresip import Baresip
 from ivr.testing.devices import DOMAIN, auth_row
 from ivr.testing.pcap import RtpStream
@@ -61,9 +61,8 @@ def settled(service: RunningService, expected: str) -> dict[str, Any]:
 
 
 def audit(service: RunningService, user: str = USER) -> list[Any]:
-    """The audit entries about ``user``, newest first."""
-    with SqliteStore(service.db) as store:
-        return list(store.audit.query(user=user))
+    """The profile changes' entries about ``user``, newest first (no queue logouts)."""
+    return audit_log(service, user, queues=False)
 
 
 def next_at(now: datetime, hour: int, minute: int) -> datetime:

@@ -475,7 +475,21 @@ def test_the_service_stores_and_audits_phone_changes_and_profile_changes_clear_t
     finally:
         yield store.stop()
     with SqliteStore(tmp_path / "db.sqlite3") as sync:
-        actions = [e.action for e in sync.audit.query(user="1003")]
+        carol_log = sync.audit.query(user="1003")
+        bengt_log = sync.audit.query(user="1002")
         state = sync.queues.get("1003")
-    assert actions == ["back_to_standard", "dnd_on", "queue_logout"]
+    # Back in Tillgänglig logged Carol in: that has an entry of its own, after the change's
+    # (DND changed nothing: her *45 had logged her out already).
+    assert [e.action for e in carol_log] == [
+        "queue_login",
+        "back_to_standard",
+        "dnd_on",
+        "queue_logout",
+    ]
+    login = carol_log[0]
+    assert (login.actor, login.via, login.at) == ("1003", "phone", carol_log[1].at)
+    assert login.detail["queues"] == ["sales"] and login.detail["was"] == []
+    assert login.detail["because"] == "profile available"
+    assert [e.action for e in bengt_log] == ["queue_logout", "activate"]
+    assert bengt_log[0].detail["because"] == "profile lunch" and bengt_log[0].via == "api"
     assert state.blank and state.version == 2  # the DND change cleared the choice

@@ -185,7 +185,16 @@ def queue_effective(
     """The profile in force (expired entries ignored); for the standard profile
     ``set_at`` is :func:`standard_since`, which tells its periods apart."""
     schedules = tuple(schedules)
-    eff = effective(expire(state, now), schedules, now, rules)
+    return as_queue_period(
+        effective(expire(state, now), schedules, now, rules), schedules, now, rules
+    )
+
+
+def as_queue_period(
+    eff: Effective, schedules: Iterable[Schedule], now: datetime, rules: Rules
+) -> Effective:
+    """``eff`` as :func:`queue_effective` sees it: the standard profile's ``set_at`` is
+    :func:`standard_since` (so a choice made in it is recognised as its period's)."""
     if eff.source != "standard":
         return eff
     return replace(eff, set_at=standard_since(schedules, now, rules.calendar))
