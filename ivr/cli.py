@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ivr.config import Config, ConfigError, load_config
+from ivr.config import Config, ConfigError, ConfigErrors, load_config
 
 DEFAULT_CONFIG = Path("config/ivr.toml")
 
@@ -155,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ConfigErrors as exc:  # every bad key of the file, one line each
+        for error in exc.errors:
+            print(f"ivr: {error}", file=sys.stderr)
+        return 2
     except (ConfigError, CliError) as exc:
         print(f"ivr: {exc}", file=sys.stderr)
         return 2

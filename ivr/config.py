@@ -977,24 +977,71 @@ def _check_targets(
 
 def parse_config(data: Mapping[str, object], path: Path, cwd: Path | None = None) -> Config:
     """Validate already-parsed TOML ``data`` read from ``path``; relative paths
-    resolve against ``cwd`` (default: the current working directory)."""
+    resolve against ``cwd`` (default: the current working directory).
+
+    Every independent error is reported at once (:class:`ConfigErrors`, section by
+    section): each section's first error, and every error of each profile and user; the
+    checks across sections (unique numbers, targets that exist) run once those read well."""
     top = _Table(path, "", dict(data))
     base = Path.cwd() if cwd is None else cwd
-    company = _company(top.table("company", required=True))
+    errors: list[ConfigError] = []
+
+    def attempt(read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+        return None
+
+    company = attempt(lambda: _company(top.table("company", required=True)))
+    sections = {
+        "sip": attempt(lambda: _sip(top.table("sip"))),
+        "http": attempt(lambda: _http(top.table("http"))),
+        "rtp": attempt(lambda: _rtp(top.table("rtp"))),
+        "store": attempt(lambda: _store(top.table("store"), base)),
+        "trunk": attempt(lambda: _trunk(top.table("trunk")) if top.has("trunk") else None),
+        "selfservice": attempt(lambda: _selfservice(top.table("selfservice"))),
+    }
+    dirs = (
+        attempt(lambda: _path(top, "prompts_dir", "prompts", base)),
+        attempt(lambda: _path(top, "recordings_dir", "recordings", base)),
+    )
+    if company is None:
+        raise _all(errors)  # profiles and users are read against the company's number plan
     targets: list[tuple[str, str]] = []
     queue_refs: list[tuple[str, str]] = []
     profiles: list[Profile] = []
     seen_ids: dict[str, str] = {}
     seen_numbers: dict[str, str] = {}
-    for t in top.tables("profiles", required=True):
-        profile = _profile(t, company.numbers, targets, queue_refs)
-        _unique(path, seen_ids, profile.id, t.key("id"), "profile id")
-        _unique(path, seen_numbers, str(profile.number), t.key("number"), "profile number")
+    for t in attempt(lambda: list(top.tables("profiles", required=True))) or []:
+        profile = attempt(
+            lambda t=t: _item(t, lambda i: _profile(i, company.numbers, targets, queue_refs))
+        )
+        if profile is None:
+            continue
+        attempt(lambda t=t, p=profile: _unique(path, seen_ids, p.id, t.key("id"), "profile id"))
+        attempt(
+            lambda t=t, p=profile: _unique(
+                path, seen_numbers, str(p.number), t.key("number"), "profile number"
+            )
+        )
         profiles.append(profile)
-    if "1" not in seen_numbers:
-        raise ConfigError(path, "profiles", "profile number 1 (the standard profile) is required")
+    if "1" not in seen_numbers and not errors:
+        errors.append(
+            ConfigError(path, "profiles", "profile number 1 (the standard profile) is required")
+        )
     by_id = {p.id: p for p in profiles}
-    users = [_user(t, company, by_id) for t in top.tables("users")]
+    users: list[User] = []
+    for t in attempt(lambda: list(top.tables("users"))) or []:
+        user = attempt(lambda t=t: _item(t, lambda i: _user(i, company, by_id)))
+        if user is not None:
+            users.append(user)
+    if errors:  # the checks across users, profiles and queues need all of them read
+        top.ignore("feature_codes", "queues")
+        attempt(top.done)  # unknown top-level keys
+        raise _all(errors)
     _check_users(path, users, company.main_number)
     _check_targets(path, targets, users, company.numbers)
     if company.operator is not None:
@@ -1017,21 +1064,35 @@ def parse_config(data: Mapping[str, object], path: Path, cwd: Path | None = None
     config = Config(
         path=path,
         company=company,
-        sip=_sip(top.table("sip")),
-        http=_http(top.table("http")),
-        rtp=_rtp(top.table("rtp")),
-        store=_store(top.table("store"), base),
-        prompts_dir=_path(top, "prompts_dir", "prompts", base),
-        recordings_dir=_path(top, "recordings_dir", "recordings", base),
+        sip=sections["sip"],
+        http=sections["http"],
+        rtp=sections["rtp"],
+        store=sections["store"],
+        prompts_dir=dirs[0],
+        recordings_dir=dirs[1],
         users=tuple(users),
         profiles=tuple(profiles),
         feature_codes=codes,
         queues=_queues(top, company, users, path),
-        trunk=_trunk(top.table("trunk")) if top.has("trunk") else None,
-        selfservice=_selfservice(top.table("selfservice")),
+        trunk=sections["trunk"],
+        selfservice=sections["selfservice"],
     )
     top.done()
     return config
+
+
+def _item(t: _Table, read: Callable[[_Table], T]) -> T:
+    """``read`` one array item collecting every error of it (raised together)."""
+    errors: list[ConfigError] = []
+    found = read(_Table(t.file, t.path, t.data, errors))
+    if errors:
+        raise ConfigErrors(errors)
+    return found
+
+
+def _all(errors: list[ConfigError]) -> ConfigError:
+    """The errors found, as one exception (the error itself when there is one)."""
+    return errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
 
 def _trunk(t: _Table) -> Trunk:

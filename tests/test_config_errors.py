@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ivr import cli
 from ivr.config import (
     ConfigError,
     ConfigErrors,
@@ -209,12 +210,58 @@ def test_valid_bodies_parse_as_before() -> None:
         assert parse_profile(profile_data(profile), CONFIG.company, FILE) == profile
 
 
-def test_the_config_file_still_stops_at_its_first_error() -> None:
+def test_the_config_file_reports_every_independent_error_at_once() -> None:
     data = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
     bad = copy.deepcopy(data)
+    bad["sip"]["port"] = 70000
+    bad["rtp"]["port_min"] = "low"
     bad["users"][1].update(name=" ", language="fi")
     bad["users"][1]["devices"][0]["password"] = "short"
+    bad["users"][2]["extension"] = "x12"
+    bad["surprise"] = 1
+    with pytest.raises(ConfigErrors) as caught:
+        parse_config(bad, Path("config/ivr.toml"))
+    found = [(e.key, e.file) for e in caught.value.errors]
+    keys = [key for key, _ in found]
+    assert {file for _, file in found} == {"config/ivr.toml"}
+    assert keys[:2] == ["sip.port", "rtp.port_min"]
+    assert {"users[1].name", "users[1].language", "users[1].devices[0].password"} <= set(keys)
+    assert "users[2].extension" in keys and keys[-1] == "surprise"
+    # the first is also the exception's own message (one line, as before)
+    assert str(caught.value) == "config/ivr.toml: sip.port: must be an integer 1-65535, got 70000"
+
+
+def test_one_bad_key_is_still_one_plain_error() -> None:
+    data = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
+    bad = copy.deepcopy(data)
+    bad["users"][1]["name"] = " "
     with pytest.raises(ConfigError) as caught:
         parse_config(bad, Path("config/ivr.toml"))
     assert not isinstance(caught.value, ConfigErrors)
     assert str(caught.value) == "config/ivr.toml: users[1].name: must not be empty"
+
+
+def test_cross_checks_wait_until_every_part_reads_well() -> None:
+    """A duplicate extension is reported once the users read well (no noise before)."""
+    data = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
+    bad = copy.deepcopy(data)
+    bad["users"][2]["extension"] = bad["users"][1]["extension"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(bad, Path("config/ivr.toml"))
+    assert caught.value.key == "users[2].extension" and "already used" in caught.value.reason
+
+
+def test_the_cli_prints_each_error_on_its_own_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SHIPPED.read_text(encoding="utf-8")
+    text = text.replace("\nport = 5060\n", "\nport = 70000\n", 1)
+    text = text.replace('name = "Anna Andersson"', 'name = " "', 1)
+    bad = tmp_path / "ivr.toml"
+    bad.write_text(text, encoding="utf-8")
+    assert cli.main(["--config", str(bad), "serve"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"ivr: {bad}: sip.port: must be an integer 1-65535, got 70000",
+        f"ivr: {bad}: users[1].name: must not be empty",
+    ]
