@@ -176,6 +176,19 @@ def test_invite_rejection_is_retransmitted_until_ack(h: Harness) -> None:
     assert h.handler.acks == []  # consumed by the transaction
 
 
+@pytest.mark.parametrize("extension", ["timer", "replaces", "path"])
+def test_an_extension_we_do_not_implement_is_refused_with_420(h: Harness, extension: str) -> None:
+    """Session timers, Replaces and Path are not implemented: requiring one gets 420 with
+    Unsupported (RFC 3261 §8.2.2.3), never a call that silently ignores it."""
+    h.feed(request("INVITE", extra=f"Require: {extension}\n"))
+    (response,) = h.responses()
+    assert response.status == 420 and response.headers.get("unsupported") == extension
+    assert h.handler.requests == []
+    h.feed(request("OPTIONS", branch="z9hG4bKopt", extra="Require: outbound\n"))
+    assert h.responses()[-1].status == 200
+    assert "timer" not in (h.responses()[-1].headers.get("supported") or "")
+
+
 def test_invite_answered_at_once_gets_no_100_and_retransmissions_get_the_answer(
     h: Harness,
 ) -> None:

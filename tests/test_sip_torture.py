@@ -32,6 +32,7 @@ from sip_messages import (
 )
 
 from ivr.sip.build import make_response
+from ivr.sip.core import SUPPORTED_EXTENSIONS
 from ivr.sip.framing import FramingError, StreamFramer
 from ivr.sip.headers import (
     parse_contacts,
@@ -49,7 +50,7 @@ from ivr.sip.validate import (
     validate_response,
 )
 
-SUPPORTED = frozenset({"path", "outbound", "replaces", "timer"})
+SUPPORTED = SUPPORTED_EXTENSIONS
 
 
 @dataclass(frozen=True)

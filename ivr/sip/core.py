@@ -43,7 +43,10 @@ ALLOWED_METHODS: tuple[str, ...] = (
 KNOWN_METHODS = frozenset(
     {*ALLOWED_METHODS, "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "PRACK"}
 )
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"path", "outbound", "replaces", "timer"})
+# What we implement, so what a Require may name: outbound (RFC 5626: instance and reg-id
+# kept, calls sent over the flow the registration came on, CRLF keep-alives). Not path,
+# replaces or timer (RFC 3327, 3891, 4028): a request requiring them gets 420.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"outbound"})
 ACCEPTED_BODIES = ("application/sdp", "application/dtmf-relay", "application/dtmf")
 
 
