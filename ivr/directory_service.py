@@ -8,14 +8,16 @@ transaction before the new snapshot is swapped in.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ivr import greetings
 from ivr.config import Config
 from ivr.directory import (
     Directory,
@@ -30,6 +32,8 @@ from ivr.directory import (
 from ivr.routing.model import Profile, User
 from ivr.routing.state import AuditEntry, Via
 from ivr.store.async_store import AsyncStore
+from ivr.store.purge import Purged
+from ivr.store.sqlite import SqliteStore
 
 log = Logger(namespace="ivr.directory")
 
@@ -181,8 +185,28 @@ class DirectoryService:
             on_behalf_of=on_behalf_of,
         )
         data = _data(obj)
-        row: OverlayRow = yield self.store.run(
-            lambda s: s.directory.commit(kind, key, data, current, entry)
-        )
+        row: OverlayRow
+        if kind == "user" and obj is None and before is not None:
+            row = yield self._delete_user(config, key, current, entry)
+        else:
+            row = yield self.store.run(
+                lambda s: s.directory.commit(kind, key, data, current, entry)
+            )
         self.directory.swap(snapshot, {(kind, key): row.version})
         return Committed(obj, row.version, before)
+
+    def _delete_user(
+        self, config: Config, ext: str, current: int, entry: AuditEntry
+    ) -> defer.Deferred[OverlayRow]:
+        """Delete the user's row and purge its stored data in one transaction (see
+        :mod:`ivr.store.purge`); the audit entry counts what went. Calls in progress
+        keep the objects they hold and go on."""
+
+        def commit(store: SqliteStore, conn: sqlite3.Connection, purged: Purged) -> OverlayRow:
+            counted = replace(entry, detail={**entry.detail, "purged": purged.counts()})
+            return store.directory.commit_in(conn, "user", ext, None, current, counted)
+
+        d = self.store.purge_user(
+            ext, recordings=greetings.user_dirs(config.recordings_dir, ext), within=commit
+        )
+        return d.addCallback(lambda done: done[1])

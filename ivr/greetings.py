@@ -45,6 +45,7 @@ __all__ = [
     "path_of",
     "recorded",
     "save",
+    "user_dirs",
 ]
 
 RATE = 8000
@@ -68,6 +69,12 @@ def path_of(root: Path, target: Greeting | Name) -> Path:
         ext, profile = _safe(target.extension, "extension"), _safe(target.profile, "profile")
         return Path(root) / "greetings" / ext / f"{profile}.wav"
     return Path(root) / "names" / _safe(target.extension, "extension") / "name.wav"
+
+
+def user_dirs(root: Path, extension: str) -> dict[str, Path]:
+    """The directories holding ``extension``'s recordings, by kind (removed with the user)."""
+    ext = _safe(extension, "extension")
+    return {"greetings": Path(root) / "greetings" / ext, "name": Path(root) / "names" / ext}
 
 
 def _wav(pcm: PCM) -> bytes:

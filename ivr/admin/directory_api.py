@@ -301,7 +301,10 @@ class DirectoryApi:
         return d.addCallback(lambda c: self._user_reply(200, c.obj, c.version))
 
     def delete_user(self, req: ApiRequest) -> defer.Deferred[Reply]:
-        """DELETE /users/{ext} (admin): the user and their devices' registrations go."""
+        """DELETE /users/{ext} (admin): the user and their devices' registrations go, and
+        their stored data with them (state, queue choice, tokens, voicemail, greetings,
+        name, PIN counters; the audit entry counts what went): a new user given the
+        extension starts clean. Calls in progress go on."""
         single(req.query, frozenset())
         ext = req.params["ext"]
         self._user(self.config, ext)

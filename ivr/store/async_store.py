@@ -8,7 +8,8 @@ order they were made.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from ivr.routing.state import AuditEntry, UserState
 from ivr.sip.registrar import Binding
 from ivr.store.errors import StoreError
 from ivr.store.protocols import VoicemailMessage
+from ivr.store.purge import Purged
 from ivr.store.sqlite import SqliteStore
 from ivr.store.state_cache import StateCache
 from ivr.store.tokens import ApiToken
@@ -168,6 +170,24 @@ class AsyncStore:
             return result
 
         return self.run(write).addBoth(done)
+
+    def purge_user(
+        self,
+        user: str,
+        *,
+        recordings: Mapping[str, Path] | None = None,
+        within: Callable[[SqliteStore, sqlite3.Connection, Purged], T] | None = None,
+    ) -> Deferred[tuple[Purged, T | None]]:
+        """Remove ``user``'s stored data and files (:meth:`SqliteStore.purge_user`); the
+        remembered state is forgotten while it runs, so the old one is never served."""
+        self._states.write_started(user)
+
+        def done(result: Any) -> Any:
+            self._states.write_done(user)
+            return result
+
+        purge = self.run(lambda s: s.purge_user(user, recordings=recordings, within=within))
+        return purge.addBoth(done)
 
     def append_audit(self, entry: AuditEntry) -> Deferred[int]:
         return self.run(lambda s: s.audit.append(entry))

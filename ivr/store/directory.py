@@ -68,21 +68,33 @@ class SqliteDirectoryRepository:
         """Store ``data`` (None: deleted) for ``kind``/``key`` if its stored version is
         ``expected_version`` (0 when there is no row), and append ``entry``, in one
         transaction; else raise :class:`DirectoryConflict`. Returns the stored row."""
-        text = None if data is None else json.dumps(data, ensure_ascii=False)
         with self._db.write() as conn:
-            found = conn.execute(
-                "SELECT version FROM directory WHERE kind = ? AND key = ?", (kind, key)
-            ).fetchone()
-            actual = 0 if found is None else int(found[0])
-            if actual != expected_version:
-                raise DirectoryConflict(kind, key, expected_version, actual)
-            seq = int(conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM directory").fetchone()[0])
-            conn.execute(
-                "INSERT INTO directory (kind, key, data, deleted, version, seq) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
-                "data = excluded.data, deleted = excluded.deleted, "
-                "version = excluded.version, seq = excluded.seq",
-                (kind, key, text, int(text is None), actual + 1, seq),
-            )
-            self._append_audit(conn, entry)
+            return self.commit_in(conn, kind, key, data, expected_version, entry)
+
+    def commit_in(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        key: str,
+        data: dict[str, object] | None,
+        expected_version: int,
+        entry: AuditEntry,
+    ) -> OverlayRow:
+        """The body of :meth:`commit`, inside the caller's transaction."""
+        text = None if data is None else json.dumps(data, ensure_ascii=False)
+        found = conn.execute(
+            "SELECT version FROM directory WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        actual = 0 if found is None else int(found[0])
+        if actual != expected_version:
+            raise DirectoryConflict(kind, key, expected_version, actual)
+        seq = int(conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM directory").fetchone()[0])
+        conn.execute(
+            "INSERT INTO directory (kind, key, data, deleted, version, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
+            "data = excluded.data, deleted = excluded.deleted, "
+            "version = excluded.version, seq = excluded.seq",
+            (kind, key, text, int(text is None), actual + 1, seq),
+        )
+        self._append_audit(conn, entry)
         return OverlayRow(kind=kind, key=key, data=data, version=actual + 1, seq=seq)

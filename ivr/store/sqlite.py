@@ -13,11 +13,12 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,11 +33,14 @@ from ivr.store.errors import ConflictError, StoreError
 from ivr.store.files import _fsync_dir, atomic_write
 from ivr.store.migrations import current_version, migrate
 from ivr.store.protocols import VoicemailMessage
+from ivr.store.purge import Purged, purge_user
 from ivr.store.queues import SqliteQueueRepository
 from ivr.store.selfservice import SqliteSelfServiceRepository
 from ivr.store.tokens import SqliteTokenRepository
 
 __all__ = ["SqliteStore"]
+
+T = TypeVar("T")
 
 _AUTH_SECRET_KEY = "auth_secret"
 _BINDING_COLUMNS = "aor, contact, expires_at, call_id, cseq, q, source, instance, reg_id"
@@ -561,6 +565,26 @@ class SqliteStore:
             saved = SqliteStateRepository.save_in(conn, state, expected_version)
             SqliteAuditRepository.append_in(conn, entry)
         return saved
+
+    def purge_user(
+        self,
+        user: str,
+        *,
+        recordings: Mapping[str, Path] | None = None,
+        within: Callable[[SqliteStore, sqlite3.Connection, Purged], T] | None = None,
+    ) -> tuple[Purged, T | None]:
+        """Remove ``user``'s stored data (state, queue choice, tokens, voicemail, PIN
+        counters) in one transaction, then its files; audit and call records stay. See
+        :mod:`ivr.store.purge` for the order. ``within(store, conn, purged)`` runs
+        inside that transaction (e.g. the directory commit with its audit entry)."""
+        inner = None if within is None else lambda conn, p: within(self, conn, p)
+        return purge_user(
+            self._db,
+            user,
+            recordings=recordings,
+            voicemail_root=self.voicemail.root,
+            within=inner,
+        )
 
     def close(self) -> None:
         self._db.conn.close()
