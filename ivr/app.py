@@ -34,6 +34,7 @@ from ivr.store.async_store import AsyncStore
 
 log = Logger(namespace="ivr.app")
 
+ORPHAN_SWEEP_INTERVAL = 3600.0  # seconds between sweeps of voicemail files without a row
 FLUSH_INTERVAL = 1.0
 
 
@@ -131,6 +132,18 @@ class Service:
             yield self._http.stopListening()
         yield self.flush_bindings()
         yield self.store.stop()
+
+
+def sweep_orphans(store: AsyncStore) -> Any:
+    """Remove voicemail files no row points at (logged; a failure is logged, not raised)."""
+
+    def swept(paths: list[Path]) -> None:
+        if paths:
+            log.info("removed {n} voicemail files without a message", n=len(paths))
+
+    d = store.remove_voicemail_orphans()
+    d.addCallbacks(swept, lambda f: log.failure("voicemail orphan sweep failed", f))
+    return d
 
 
 def device_algorithms(config: Config | Directory) -> Any:
@@ -307,6 +320,14 @@ def start(reactor: Any, config: Config, overrides: Overrides | None = None) -> A
         lambda f: log.failure("binding flush failed", f)
     )
     service._loops.append(flush)
+    # voicemail files without a row (a crash between file and row, or after a purge):
+    # swept now and hourly (only files older than 10 minutes: never one being saved)
+    sweep = task.LoopingCall(sweep_orphans, store)
+    sweep.clock = reactor
+    sweep.start(ORPHAN_SWEEP_INTERVAL, now=True).addErrback(
+        lambda f: log.failure("voicemail orphan sweep failed", f)
+    )
+    service._loops.append(sweep)
     service.lag_probe = LagProbe(reactor, calls.services.overload)
     service.lag_probe.start()
     log.info(

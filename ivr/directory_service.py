@@ -207,6 +207,9 @@ class DirectoryService:
             return store.directory.commit_in(conn, "user", ext, None, current, counted)
 
         d = self.store.purge_user(
-            ext, recordings=greetings.user_dirs(config.recordings_dir, ext), within=commit
+            ext,
+            recordings=greetings.user_dirs(config.recordings_dir, ext),
+            within=commit,
+            at=entry.at.timestamp(),  # a message still being recorded is not kept
         )
         return d.addCallback(lambda done: done[1])

@@ -553,9 +553,13 @@ class SelfService:
         library = self.services.prompts
         custom = None if library.custom is None else CustomPrompts(library.custom, library.root)
 
+        gone = not isinstance(target, SystemPrompt) and (
+            self.services.config.user(target.extension) is None
+        )  # deleted during the call: its recordings must not outlive the purge
+
         def work() -> bool:
             if isinstance(action, KeepRecording):
-                if take is None:
+                if take is None or gone:
                     return False
                 greetings.save(root, target, take, custom_prompts=custom, by=self.user.extension)
                 return True
@@ -568,6 +572,9 @@ class SelfService:
         d: Deferred[bool] = threads.deferToThreadPool(reactor, reactor.getThreadPool(), work)
 
         def done(ok: bool) -> Stored:
+            if gone:
+                log.info("recording {target} not kept: the user was deleted", target=repr(target))
+                return Stored(False)
             what = "kept" if isinstance(action, KeepRecording) else "deleted"
             log.info(
                 "recording {target} {what} by {device}",

@@ -37,6 +37,7 @@ from ivr.media.player import Player
 from ivr.media.prompts import PromptLibrary
 from ivr.media.recorder import Recorder, StopReason, TooShort
 from ivr.media.rtp import RtpPacket
+from ivr.store.errors import MailboxPurged
 from ivr.store.protocols import VoicemailMessage
 
 __all__ = [
@@ -307,7 +308,13 @@ class VoicemailSession:
         d.addCallbacks(lambda message: self._finish(message.id), self._save_failed)
 
     def _save_failed(self, failure: Any) -> None:
-        log.failure("voicemail {mailbox}: saving failed", failure, mailbox=self.mailbox)
+        if failure.check(MailboxPurged):
+            log.info(
+                "voicemail {mailbox}: the user was deleted meanwhile, not kept",
+                mailbox=self.mailbox,
+            )
+        else:
+            log.failure("voicemail {mailbox}: saving failed", failure, mailbox=self.mailbox)
         self._finish(None)
 
     def _detach(self) -> None:

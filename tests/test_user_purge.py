@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from ivr import greetings
+from ivr.app import sweep_orphans
 from ivr.call_records import CallRecord
 from ivr.pin_guard import PinRecord
 from ivr.record_menu import Greeting, Name
@@ -19,6 +22,7 @@ from ivr.routing.queues import QueueState
 from ivr.routing.state import Activation, AuditEntry, UserState
 from ivr.store import SqliteStore
 from ivr.store.async_store import AsyncStore
+from ivr.store.errors import MailboxPurged
 from ivr.store.purge import STASH_PREFIX, Purged
 
 AT = datetime(2026, 3, 2, 11, 30, tzinfo=UTC)
@@ -144,6 +148,26 @@ def test_a_new_message_after_the_purge_gets_a_new_file(store: SqliteStore, tmp_p
     assert [m.id for m in store.voicemail.list("1003")] == [new.id]
 
 
+def test_a_message_recorded_before_the_purge_is_not_kept(store: SqliteStore) -> None:
+    """A call still leaving a message when its user is deleted: the save is refused
+    (no row, no file), while a message recorded after the purge is kept."""
+    store.purge_user("1003", at=AT.timestamp())
+    before = AT.replace(second=0)
+    with pytest.raises(MailboxPurged):
+        store.voicemail.add(mailbox="1003", caller="1", called="1003", received_at=before, pcm=PCM)
+    assert store.voicemail.list("1003") == []
+    assert not list((store.voicemail.root / "1003").glob("*.wav"))
+    later = AT.replace(minute=31)
+    kept = store.voicemail.add(
+        mailbox="1003", caller="1", called="1003", received_at=later, pcm=PCM
+    )
+    assert store.voicemail.list("1003") == [kept]
+    other = store.voicemail.add(
+        mailbox="1002", caller="1", called="1002", received_at=before, pcm=PCM
+    )
+    assert store.voicemail.list("1002") == [other]  # only the purged mailbox is marked
+
+
 def test_purge_of_a_user_without_data_counts_nothing(store: SqliteStore, tmp_path: Path) -> None:
     purged, result = store.purge_user("1009", recordings=greetings.user_dirs(tmp_path, "1009"))
     assert purged == Purged(user="1009", files={"greetings": 0, "name": 0})
@@ -226,5 +250,28 @@ def test_async_purge_forgets_the_remembered_state(tmp_path: Path):  # type: igno
             yield store.purge_user("1003", within=fail)
         assert store._states.get("1003") is None
         assert (yield store.get_state("1003")).manual[0].profile == "lunch"
+    finally:
+        yield store.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_service_sweeps_voicemail_files_without_a_row(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """What a crash after a purge's commit leaves (a WAV without its row) is removed by
+    the sweep ``ivr serve`` runs at start and hourly; a fresh file is left alone."""
+    store = AsyncStore.for_path(tmp_path / "ivr.db", reactor, recordings_dir=tmp_path / "rec")
+    yield store.start()
+    try:
+        kept = yield store.add_voicemail(
+            mailbox="1002", caller="1", called="1002", received_at=AT, pcm=PCM
+        )
+        box = tmp_path / "rec" / "1003"  # the store keeps messages as <mailbox>/<id>.wav
+        box.mkdir(parents=True)
+        (old := box / "7.wav").write_bytes(b"RIFF")
+        (fresh := box / "8.wav").write_bytes(b"RIFF")
+        hour_ago = time.time() - 3600
+        os.utime(old, (hour_ago, hour_ago))
+        yield sweep_orphans(store)
+        assert not old.exists() and fresh.exists()
+        assert (yield store.list_voicemail("1002")) == [kept]
     finally:
         yield store.stop()

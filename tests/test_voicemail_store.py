@@ -145,7 +145,8 @@ def test_add_makes_the_file_durable_before_the_row(
     add(store)
     written = events.index("FILE-WRITTEN")
     assert events[:written] == ["BEGIN", "SELECT", "UPDATE", "COMMIT"]  # id taken, committed
-    assert events[written:] == ["FILE-WRITTEN", "BEGIN", "INSERT", "COMMIT"]
+    # the row goes in with its purge check (a mailbox deleted while recording keeps nothing)
+    assert events[written:] == ["FILE-WRITTEN", "BEGIN", "SELECT", "INSERT", "COMMIT"]
 
 
 def test_delete_commits_the_row_removal_before_the_unlink(

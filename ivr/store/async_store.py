@@ -177,6 +177,7 @@ class AsyncStore:
         *,
         recordings: Mapping[str, Path] | None = None,
         within: Callable[[SqliteStore, sqlite3.Connection, Purged], T] | None = None,
+        at: float | None = None,
     ) -> Deferred[tuple[Purged, T | None]]:
         """Remove ``user``'s stored data and files (:meth:`SqliteStore.purge_user`); the
         remembered state is forgotten while it runs, so the old one is never served."""
@@ -186,7 +187,7 @@ class AsyncStore:
             self._states.write_done(user)
             return result
 
-        purge = self.run(lambda s: s.purge_user(user, recordings=recordings, within=within))
+        purge = self.run(lambda s: s.purge_user(user, recordings=recordings, within=within, at=at))
         return purge.addBoth(done)
 
     def append_audit(self, entry: AuditEntry) -> Deferred[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConflictError", "SchemaVersionError", "StoreError"]
+__all__ = ["ConflictError", "MailboxPurged", "SchemaVersionError", "StoreError"]
 
 
 class StoreError(Exception):
@@ -24,3 +24,12 @@ class ConflictError(StoreError):
 
 class SchemaVersionError(StoreError):
     """The database was written by a newer ivr than this one."""
+
+
+class MailboxPurged(StoreError):
+    """A voicemail recorded before its mailbox's user was deleted: not kept (whoever
+    gets the extension next must not find it)."""
+
+    def __init__(self, mailbox: str) -> None:
+        self.mailbox = mailbox
+        super().__init__(f"mailbox {mailbox} was purged while the message was recorded")

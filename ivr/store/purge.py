@@ -39,7 +39,7 @@ from typing import Protocol, TypeVar
 
 from ivr.store.files import _fsync_dir
 
-__all__ = ["STASH_PREFIX", "Purged", "purge_rows", "purge_user", "sweep_stashes"]
+__all__ = ["STASH_PREFIX", "Purged", "purge_rows", "purge_user", "purged_key", "sweep_stashes"]
 
 T = TypeVar("T")
 
@@ -69,8 +69,15 @@ class Purged:
         return {"voicemail": self.voicemail, "tokens": self.tokens, **self.files}
 
 
-def purge_rows(conn: sqlite3.Connection, user: str) -> Purged:
-    """Delete ``user``'s rows inside the caller's transaction (files are not touched)."""
+def purge_rows(conn: sqlite3.Connection, user: str, *, at: float | None = None) -> Purged:
+    """Delete ``user``'s rows inside the caller's transaction (files are not touched).
+    With ``at`` (epoch seconds) the mailbox is marked purged then: a voicemail whose
+    recording began before it (a call still in progress) is refused when it is saved."""
+    if at is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (purged_key(user), repr(float(at)).encode()),
+        )
     paths = tuple(
         str(p)
         for (p,) in conn.execute(
@@ -92,6 +99,11 @@ def purge_rows(conn: sqlite3.Connection, user: str) -> Purged:
         pin_guard=pins > 0,
         voicemail_files=paths,
     )
+
+
+def purged_key(mailbox: str) -> str:
+    """The ``meta`` key holding when ``mailbox``'s user was last purged."""
+    return f"purged:{mailbox}"
 
 
 def sweep_stashes(directories: Iterable[Path]) -> list[Path]:
@@ -134,6 +146,7 @@ def purge_user(
     recordings: Mapping[str, Path] | None = None,
     voicemail_root: Path | None = None,
     within: Callable[[sqlite3.Connection, Purged], T] | None = None,
+    at: float | None = None,
 ) -> tuple[Purged, T | None]:
     """Purge ``user`` (see the module docstring for the order). ``recordings``: the
     user's recording directories by kind (counted and removed); ``within`` runs in the
@@ -149,7 +162,7 @@ def purge_user(
             if target is not None:
                 stashed.append((directory, target))
         with db.write() as conn:
-            purged = replace(purge_rows(conn, user), files=counted)
+            purged = replace(purge_rows(conn, user, at=at), files=counted)
             result = None if within is None else within(conn, purged)
     except BaseException:
         for directory, target in reversed(stashed):

@@ -29,11 +29,11 @@ from ivr.sip.registrar import Binding
 from ivr.store.call_records import SqliteCallRecordRepository
 from ivr.store.codec import decode_datetime, decode_detail, encode_datetime, encode_detail
 from ivr.store.directory import SqliteDirectoryRepository
-from ivr.store.errors import ConflictError, StoreError
+from ivr.store.errors import ConflictError, MailboxPurged, StoreError
 from ivr.store.files import _fsync_dir, atomic_write
 from ivr.store.migrations import current_version, migrate
 from ivr.store.protocols import VoicemailMessage
-from ivr.store.purge import Purged, purge_user
+from ivr.store.purge import Purged, purge_user, purged_key
 from ivr.store.queues import SqliteQueueRepository
 from ivr.store.selfservice import SqliteSelfServiceRepository
 from ivr.store.tokens import SqliteTokenRepository
@@ -422,6 +422,11 @@ class SqliteVoicemailRepository:
             with self._db.write() as conn:
                 if not path.is_file():  # swept meanwhile (remove_orphans holds this lock)
                     raise StoreError(f"{path} vanished before its row was written")
+                purged = conn.execute(
+                    "SELECT value FROM meta WHERE key = ?", (purged_key(mailbox),)
+                ).fetchone()
+                if purged is not None and received_at.timestamp() <= float(purged[0]):
+                    raise MailboxPurged(mailbox)
                 conn.execute(
                     f"INSERT INTO voicemail ({_VOICEMAIL_COLUMNS}, received_epoch) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -572,11 +577,13 @@ class SqliteStore:
         *,
         recordings: Mapping[str, Path] | None = None,
         within: Callable[[SqliteStore, sqlite3.Connection, Purged], T] | None = None,
+        at: float | None = None,
     ) -> tuple[Purged, T | None]:
         """Remove ``user``'s stored data (state, queue choice, tokens, voicemail, PIN
         counters) in one transaction, then its files; audit and call records stay. See
         :mod:`ivr.store.purge` for the order. ``within(store, conn, purged)`` runs
-        inside that transaction (e.g. the directory commit with its audit entry)."""
+        inside that transaction (e.g. the directory commit with its audit entry); ``at``
+        (epoch) refuses later saves of messages recorded before it."""
         inner = None if within is None else lambda conn, p: within(self, conn, p)
         return purge_user(
             self._db,
@@ -584,6 +591,7 @@ class SqliteStore:
             recordings=recordings,
             voicemail_root=self.voicemail.root,
             within=inner,
+            at=at,
         )
 
     def close(self) -> None:
