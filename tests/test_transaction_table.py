@@ -16,6 +16,7 @@ from ivr.sip.transaction import (
     NonInviteServerTransaction,
     PassToTU,
     SendMessage,
+    Spent,
     StartTimer,
     Terminated,
     Timeout,
@@ -397,3 +398,21 @@ def test_benchmark_non_invite_server_transaction(capsys: pytest.CaptureFixture[s
         print(f"\nNonInviteServerTransaction create+respond 200: {direct:.2f} µs")
         print(f"TransactionTable on_request (key match) + respond 200: {tabled:.2f} µs")
     assert len(table) == 0
+
+
+def test_a_transaction_that_only_absorbs_keeps_no_request() -> None:
+    """After the final response only absorbing is left: the request goes (it would live
+    for the 32 s absorb window), and the last message too unless retransmissions still
+    need it; retransmissions are still absorbed or answered."""
+    table = TransactionTable()
+    info = request("INFO")
+    key, _, _ = table.on_request(info, DEST, False, 0.0)
+    tx = table.server(key)
+    assert tx is not None and tx.request is info
+    ok = make_response(info, 200, to_tag="t")
+    table.respond(key, ok, 0.1)
+    assert isinstance(tx.request, Spent) and tx.request.method == "INFO"
+    assert tx.last_response is ok  # a retransmitted INFO is answered with it again
+    again = table.on_request(info, DEST, False, 0.2)[1]
+    assert [a.message for a in again if isinstance(a, SendMessage)] == [ok]
+    assert "INFO" in repr(tx)

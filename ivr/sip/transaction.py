@@ -40,6 +40,7 @@ __all__ = [
     "NonInviteServerTransaction",
     "PassToTU",
     "SendMessage",
+    "Spent",
     "StartTimer",
     "Terminated",
     "Timeout",
@@ -266,6 +267,18 @@ def _event(status: int) -> str:
 # -- machines ------------------------------------------------------------------
 
 
+class Spent:
+    """What a transaction keeps of its request once only absorbing is left: enough to
+    name it. The request (headers, parsed caches, SDP) would otherwise live for the whole
+    absorb window (up to 32 s) and load the garbage collector at every call rate."""
+
+    __slots__ = ("call_id", "method")
+
+    def __init__(self, request: Request | Spent) -> None:
+        self.method = request.method
+        self.call_id = request.call_id
+
+
 class _Transaction:
     """Shared slots and table dispatch."""
 
@@ -299,6 +312,13 @@ class _Transaction:
 
     def timer_fired(self, name: str, now: float) -> list[Action]:
         return self._dispatch(name, None, now)
+
+    def spend(self, keep_last: bool) -> None:
+        """Only absorbing is left: forget the request (and the last message unless a
+        retransmission must still be answered with it)."""
+        self.request = Spent(self.request)  # type: ignore[assignment]
+        if not keep_last:
+            self._last = None
 
     def transport_error(self, now: float) -> list[Action]:
         return self._dispatch("transport_error", None, now)
@@ -747,6 +767,17 @@ NonInviteClientTransaction.TABLE = {
 ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
 ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
 
+# States where a transaction only absorbs until its timer ends it, and whether it still
+# answers retransmissions with its last message (a final response; an ACK for a non-2xx).
+_KEEPS_LAST: dict[tuple[type, str], bool] = {
+    (InviteServerTransaction, ACCEPTED): False,  # 2xx retransmissions are the TU's (RFC 6026)
+    (InviteServerTransaction, CONFIRMED): False,
+    (NonInviteServerTransaction, COMPLETED): True,
+    (InviteClientTransaction, COMPLETED): True,
+    (InviteClientTransaction, ACCEPTED): False,
+    (NonInviteClientTransaction, COMPLETED): False,
+}
+
 
 # -- the table -------------------------------------------------------------------
 
@@ -893,6 +924,12 @@ class TransactionTable:
     def _finish(txs: dict[TxKey, Any], key: TxKey, actions: list[Action]) -> list[Action]:
         if actions and actions[-1].__class__ is Terminated:
             del txs[key]
+            return actions
+        tx = txs.get(key)
+        if tx is not None and tx.request.__class__ is not Spent:
+            keep_last = _KEEPS_LAST.get((tx.__class__, tx.state))
+            if keep_last is not None:
+                tx.spend(keep_last)
         return actions
 
 
