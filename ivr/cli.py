@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the SIP feature server")
+    # `--config` may also come after the command (`ivr serve --config FILE`): there it
+    # overrides the one before it, and leaves it alone when absent
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="config file")
+
+    serve = sub.add_parser("serve", help="run the SIP feature server", parents=[after])
     serve.add_argument("--sip-host", help="SIP bind address (IPv4 or IPv6)")
     serve.add_argument("--sip-port", type=_port, help="SIP port (UDP and TCP); 0 picks one")
     serve.add_argument("--http-host", help="HTTP bind address")
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     profile = sub.add_parser("profile", help="users' profiles")
     profile_sub = profile.add_subparsers(dest="profile_command", required=True)
-    show = profile_sub.add_parser("show", help="the active profile of a user")
+    show = profile_sub.add_parser("show", help="the active profile of a user", parents=[after])
     show.add_argument("extension")
     show.add_argument("--db", help="SQLite database path (default: from the config)")
     show.add_argument("--json", action="store_true", help="one JSON object")
