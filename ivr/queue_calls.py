@@ -48,10 +48,11 @@ from ivr.sip.core import ServerRequest
 from ivr.store.errors import ConflictError
 from ivr.user_calls import (
     BridgeRunner,
+    Identity,
     RingingCall,
     UserCall,
     mobile_targets,
-    public_identity,
+    with_public_identity,
 )
 
 if TYPE_CHECKING:
@@ -298,19 +299,12 @@ class QueueCall(RingingCall):
         if not mobiles or services.config.trunk is None:
             self._ring(decision)
             return
-        caller = self.caller
 
-        def loaded(state: Any) -> None:
-            if self.state != "routing":
-                return
-            config = services.config
-            _, from_value, headers = public_identity(
-                caller, self.kind, state, services.now(), config
-            )
-            self._public = (from_value, headers)
+        def go(identity: Identity) -> None:
+            self._public = identity
             self._ring(decision)
 
-        services.profiles.store.get_state(caller.extension).addCallbacks(loaded, self._failed)
+        with_public_identity(self, self.caller, self.kind, go, self._failed)
 
     def _mobile_targets(self, decision: routing.Ring) -> list[Target]:
         """A leg through the trunk to each ringing member's mobile (MEX)."""

@@ -418,23 +418,16 @@ class UserCall(RingingCall):
         assert caller is not None
         services = self.manager.services
 
-        def loaded(state: Any) -> None:
-            if self.state != "routing":
-                return
-            config = services.config
-            _, from_value, headers = public_identity(
-                caller, self.kind, state, services.now(), config
-            )
-            self.public = (from_value, headers)
+        def go(identity: Identity) -> None:
+            self.public = identity
             self.run(decision)
 
         def failed(failure: Any) -> None:
             log.failure("reading {user}'s caller-ID failed", failure, user=caller.extension)
             if self.state == "routing":
-                self.public = self._public(services.config.sip.domain)
-                self.run(decision)
+                go(self._public(services.config.sip.domain))
 
-        services.profiles.store.get_state(caller.extension).addCallbacks(loaded, failed)
+        with_public_identity(self, caller, self.kind, go, failed)
 
     def route(self, user: User, dialled: str) -> None:
         """Decide for ``user`` from their profile state (read from the store)."""
@@ -682,6 +675,27 @@ class UserCall(RingingCall):
                     self.record.leg_final(base + i, leg.status or 487)
         self.record.end(now)
         self._save_record()
+
+
+def with_public_identity(
+    call: RingingCall,
+    caller: User,
+    kind: str,
+    go: Callable[[Identity], None],
+    failed: Callable[[Any], None],
+) -> None:
+    """Read ``caller``'s profile state, then ``go`` with the identity it shows towards the
+    public network from a ``kind`` device (unless ``call`` stopped routing meanwhile)."""
+    services = call.manager.services
+
+    def loaded(state: Any) -> None:
+        if call.state != "routing":
+            return
+        now, config = services.now(), services.config
+        _, from_value, headers = public_identity(caller, kind, state, now, config)
+        go((from_value, headers))
+
+    services.profiles.store.get_state(caller.extension).addCallbacks(loaded, failed)
 
 
 def public_identity(
